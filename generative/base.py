@@ -1,0 +1,78 @@
+"""The interface every generative family implements, and what it learns from.
+
+A model is an ``nn.Module`` built from its own frozen ``Config`` dataclass and the
+:class:`DataSpec` of the data it models. The trainer in ``runs/`` only ever calls
+``optimizers``, ``train_step``, ``loss``, ``sample`` and ``log_prob``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What one example looks like.
+
+    kind: ``image`` (C, H, W), ``sequence`` (T,) of tokens, or ``vector`` (D,).
+    shape: the shape of one example.
+    levels: number of discrete values per dimension (17 for digits, 2 when binarised,
+        the vocabulary size for text); ``None`` for continuous data.
+    """
+
+    kind: str
+    shape: tuple[int, ...]
+    levels: int | None = None
+
+    @property
+    def dims(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+class GenerativeModel(nn.Module):
+    """Base class: override ``loss`` and ``sample``; ``log_prob`` where the family allows.
+
+    ``Config`` is the family's frozen dataclass of hyper-parameters (its defaults are the
+    benchmark size); ``SMOKE`` holds overrides that shrink it for smoke tests.
+    """
+
+    Config: ClassVar[type]
+    SMOKE: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, cfg: Any, spec: DataSpec):
+        super().__init__()
+        self.cfg = cfg
+        self.spec = spec
+
+    def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean training loss over ``batch`` and a dict of metrics to log."""
+        raise NotImplementedError
+
+    def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """``n`` samples shaped ``(n, *spec.shape)``."""
+        raise NotImplementedError
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` log-likelihood in nats: exact, or a bound / estimate where the family says."""
+        raise NotImplementedError(f"{type(self).__name__} has no log_prob")
+
+    def optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
+        return {"opt": torch.optim.Adam(self.parameters(), lr=lr)}
+
+    def train_step(
+        self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
+    ) -> dict[str, float]:
+        """One optimisation step; families with several optimisers (GANs) override this."""
+        opt = optimizers["opt"]
+        opt.zero_grad(set_to_none=True)
+        loss, metrics = self.loss(batch)
+        loss.backward()
+        opt.step()
+        return {"loss": float(loss.detach()), **metrics}

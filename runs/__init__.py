@@ -1,0 +1,1 @@
+"""The orchestration layer: CLI, configs, the training loop, run folders, checkpoints, video."""

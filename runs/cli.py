@@ -1,0 +1,96 @@
+"""The ``activegen`` command line: one subcommand per job, each configured by a dataclass.
+
+Commands are registered lazily like every other registry (``"module:attr"`` strings), so
+``activegen list`` imports neither MuJoCo nor JAX. User mistakes (unknown names, invalid
+values, missing files) print one line and exit with code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+import tyro
+
+from runs import config as config_lib
+from runs.errors import UserError
+from runs.loop import TrainingError
+from runs.registry import check_name, describe_all, import_string
+
+# name -> (config dataclass, function taking that config, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "list": ("runs.cli:ListConfig", "runs.cli:list_registered", "List every registered task, agent, world model and generative model."),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ListConfig:
+    """List every registered task, agent, world model and generative model."""
+
+
+def list_registered(cfg: ListConfig) -> None:
+    for kind, entries in describe_all().items():
+        print(f"{kind}s:")
+        if not entries:
+            print("  (none registered yet)")
+        width = max((len(n) for n in entries), default=0)
+        for name, description in entries.items():
+            print(f"  {name:<{width}}  {description}")
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = ["usage: activegen COMMAND [OPTIONS]   (activegen COMMAND --help for its options)", "", "commands:"]
+    lines += [f"  {n:<{width}}  {h}" for n, (_, _, h) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def _saved_default(cls: type, args: Sequence[str]) -> object:
+    """The config to start from: a run's saved config for --resume, a file for --config."""
+    if not issubclass(cls, config_lib.RunOptions):
+        return tyro.MISSING_NONPROP
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    pre.add_argument("--resume")
+    known, _ = pre.parse_known_args(list(args))
+    if known.resume:
+        from runs.run import require_run_dir
+
+        run_dir = require_run_dir(known.resume)
+        return config_lib.replace(config_lib.load_yaml(cls, run_dir / "config.yaml"), resume=run_dir)
+    if known.config:
+        return config_lib.load_yaml(cls, known.config)
+    return tyro.MISSING_NONPROP
+
+
+def parse(name: str, args: Sequence[str]) -> tuple[object, object]:
+    """Resolve command ``name`` and parse ``args`` into its config; return (function, config)."""
+    cfg_target, fn_target, help_text = COMMANDS[check_name("command", name, COMMANDS)]
+    cls = import_string(cfg_target)
+    default = _saved_default(cls, args)
+    cfg = tyro.cli(cls, args=list(args), default=default, prog=f"activegen {name}", description=help_text)
+    return import_string(fn_target), cfg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name = argv[0]
+    try:
+        fn, cfg = parse(name, argv[1:])
+        fn(cfg)
+    except UserError as e:
+        print(f"activegen {name}: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        print(f"activegen {name}: training stopped: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

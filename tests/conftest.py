@@ -1,0 +1,17 @@
+"""Shared test set-up: one torch thread per worker (much faster on 2 cores), headless GL."""
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    """A fresh ``--out`` root for run folders."""
+    return tmp_path / "outputs"
