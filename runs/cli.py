@@ -21,7 +21,11 @@ from runs.registry import check_name, describe_all, import_string
 
 # name -> (config dataclass, function taking that config, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "list": ("runs.cli:ListConfig", "runs.cli:list_registered", "List every registered task, agent, world model and generative model."),
+    "list": (
+        "runs.cli:ListConfig",
+        "runs.cli:list_registered",
+        "List every registered task, agent, world model and generative model.",
+    ),
 }
 
 
@@ -42,7 +46,11 @@ def list_registered(cfg: ListConfig) -> None:
 
 def _usage() -> str:
     width = max(len(n) for n in COMMANDS)
-    lines = ["usage: activegen COMMAND [OPTIONS]   (activegen COMMAND --help for its options)", "", "commands:"]
+    lines = [
+        "usage: activegen COMMAND [OPTIONS]   (activegen COMMAND --help for its options)",
+        "",
+        "commands:",
+    ]
     lines += [f"  {n:<{width}}  {h}" for n, (_, _, h) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -59,7 +67,9 @@ def _saved_default(cls: type, args: Sequence[str]) -> object:
         from runs.run import require_run_dir
 
         run_dir = require_run_dir(known.resume)
-        return config_lib.replace(config_lib.load_yaml(cls, run_dir / "config.yaml"), resume=run_dir)
+        return config_lib.replace(
+            config_lib.load_yaml(cls, run_dir / "config.yaml"), resume=run_dir
+        )
     if known.config:
         return config_lib.load_yaml(cls, known.config)
     return tyro.MISSING_NONPROP
@@ -70,7 +80,9 @@ def parse(name: str, args: Sequence[str]) -> tuple[object, object]:
     cfg_target, fn_target, help_text = COMMANDS[check_name("command", name, COMMANDS)]
     cls = import_string(cfg_target)
     default = _saved_default(cls, args)
-    cfg = tyro.cli(cls, args=list(args), default=default, prog=f"activegen {name}", description=help_text)
+    cfg = tyro.cli(
+        cls, args=list(args), default=default, prog=f"activegen {name}", description=help_text
+    )
     return import_string(fn_target), cfg
 
 

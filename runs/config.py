@@ -24,7 +24,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def check(ok: bool, field: str, value: Any, allowed: str) -> None:
-    """Raise a one-line :class:`ConfigError` naming ``field`` and the allowed range unless ``ok``."""
+    """Raise a one-line :class:`ConfigError` naming ``field`` and its allowed range unless ok."""
     if not ok:
         raise ConfigError(f"invalid {field}={value!r}: must be {allowed}")
 

@@ -43,7 +43,9 @@ def select_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("invalid device='cuda': no CUDA device is available here; use cpu or auto")
+        raise ConfigError(
+            "invalid device='cuda': no CUDA device is available here; use cpu or auto"
+        )
     return torch.device(name)
 
 
@@ -126,7 +128,10 @@ class Run:
         values = {k: _scalar(v) for k, v in metrics.items()}
         for k, v in values.items():
             self.writer.add_scalar(k, v, step)
-        record = {"step": int(step), **{k: (v if math.isfinite(v) else str(v)) for k, v in values.items()}}
+        record = {
+            "step": int(step),
+            **{k: (v if math.isfinite(v) else str(v)) for k, v in values.items()},
+        }
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
 
