@@ -26,6 +26,36 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "runs.cli:list_registered",
         "List every registered task, agent, world model and generative model.",
     ),
+    "train-generative": (
+        "runs.train_generative:TrainGenerativeConfig",
+        "runs.train_generative:train_generative",
+        "Train a generative model on a dataset and evaluate it on the test split.",
+    ),
+    "train-world-model": (
+        "runs.train_world_model:TrainWorldModelConfig",
+        "runs.train_world_model:train_world_model",
+        "Collect experience in a task, train a world model on it and evaluate its predictions.",
+    ),
+    "evaluate": (
+        "runs.train_generative:EvaluateConfig",
+        "runs.train_generative:evaluate",
+        "Recompute a generative run's test metrics from its checkpoint into summary.json.",
+    ),
+    "sample": (
+        "runs.train_generative:SampleConfig",
+        "runs.train_generative:sample",
+        "Draw samples (an image grid, or text after --prompt) from a trained generative run.",
+    ),
+    "record": (
+        "runs.record:RecordConfig",
+        "runs.record:record",
+        "Record episodes of a policy in a task as mp4 and GIF videos.",
+    ),
+    "demo": (
+        "runs.demo:DemoConfig",
+        "runs.demo:demo",
+        "Record a random policy on reacher (what `make demo` runs).",
+    ),
 }
 
 

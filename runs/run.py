@@ -144,6 +144,13 @@ class Run:
         self.writer.add_image(tag, image, step, dataformats="HWC")
         return path
 
+    def log_text(self, tag: str, text: str, step: int) -> Path:
+        """Save ``text`` to ``samples/<tag>-<step>.txt`` and TensorBoard."""
+        path = self.dir / "samples" / f"{tag.replace('/', '-')}-{step:07d}.txt"
+        path.write_text(text)
+        self.writer.add_text(tag, text, step)
+        return path
+
     def log_video(self, tag: str, frames: np.ndarray, step: int, fps: int = 30) -> None:
         """Log ``(T, H, W, C)`` uint8 frames to TensorBoard (stored as an animated GIF)."""
         video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)[None]

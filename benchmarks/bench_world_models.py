@@ -1,0 +1,191 @@
+"""World-model quality and speed on random-policy experience of reacher and inverted-pendulum.
+
+For every task x observation (state, pixels) x model (rssm, mdnrnn, ensemble on state only)
+the benchmark collects random-policy experience, trains the model for a time budget and
+prints, against two baselines computed on the same held-out chunks (repeating the last
+observation; a linear model fitted by least squares, state only):
+
+- open-loop MSE per horizon (1, 5, 10, 25, 50; horizons longer than the held-out episodes
+  are left out), and PSNR for pixels;
+- reward MSE over the imagined steps (and the variance of the true rewards, for scale);
+- training throughput in sequence steps (observations) per second;
+- imagination speed: latent steps per second and milliseconds per plan, a plan being
+  5 iterations of 1,000 candidates x 15 steps followed by the reward head.
+
+The last line is one JSON object with every number.
+
+    flock /tmp/activegen-cpu.lock .venv/bin/python benchmarks/bench_world_models.py --quick
+    .venv/bin/python benchmarks/bench_world_models.py --only reacher:state:ensemble --seconds 60
+
+Targets: every model beats both baselines at every horizon up to 25 on state tasks; pixel
+predictions after 10 steps stay recognisable (PSNR); a plan takes under 100 ms for the
+state models on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import torch
+
+from envs.tasks import make_env
+from runs.registry import resolve
+from runs.run import seed_everything
+from runs.train_world_model import (
+    CONTEXT,
+    EVAL_SEED_OFFSET,
+    ActionCodec,
+    empty_replay,
+    observation_spec,
+    random_experience,
+)
+from world_models.evaluation import (
+    HORIZONS,
+    LinearDynamics,
+    imagination_speed,
+    mean_elbo,
+    open_loop_errors,
+)
+
+TASKS = ("reacher", "inverted-pendulum")
+OBS = ("state", "pixels")
+MODELS = ("rssm", "mdnrnn", "ensemble")
+MODES = {
+    # collect: random environment steps; seconds: training budget per model and observation
+    "quick": {"collect": 5000, "eval_episodes": 10, "seconds": {"state": 60, "pixels": 60}},
+    "full": {"collect": 20000, "eval_episodes": 20, "seconds": {"state": 300, "pixels": 600}},
+}
+LR = {"rssm": 1e-3, "mdnrnn": 1e-3, "ensemble": 1e-3}
+
+
+def cases(only: list[str]) -> list[tuple[str, str, str]]:
+    out = []
+    for task in TASKS:
+        for obs in OBS:
+            for model in MODELS:
+                if model == "ensemble" and obs == "pixels":
+                    continue
+                name = f"{task}:{obs}:{model}"
+                if not only or any(name.startswith(o) for o in only):
+                    out.append((task, obs, model))
+    return out
+
+
+def run_case(task: str, obs: str, name: str, mode: dict, seconds: float, seed: int) -> dict:
+    """Collect, train for ``seconds``, evaluate: one row of the table."""
+    seed_everything(seed)
+    env = make_env(task, obs, seed=seed)
+    start = time.perf_counter()
+    train = random_experience(env, empty_replay(env, 2 * mode["collect"] + 2), steps=mode["collect"])
+    spec, action_dim = observation_spec(env), ActionCodec(env.action_space).dim
+    env.close()
+    eval_env = make_env(task, obs, seed=seed + EVAL_SEED_OFFSET)
+    held_out = random_experience(
+        eval_env, empty_replay(eval_env, 2 * 1000 * mode["eval_episodes"]), episodes=mode["eval_episodes"]
+    )
+    eval_env.close()
+    collect_seconds = time.perf_counter() - start
+
+    cls = resolve("world model", name)
+    cfg = cls.Config(**(cls.STATE if obs == "state" else {}))
+    model = cls(cfg, spec, action_dim)
+    if obs == "state":
+        model.fit_normalizer(train.transitions())
+    opt = model.optimizers(LR[name])
+    lengths = sorted(train.episode_lengths())
+    # Random inverted-pendulum episodes last a few steps: chunks must fit in most of them.
+    seq_len = max(2, min(cls.TRAIN["seq_len"], lengths[len(lengths) // 4]))
+    batch = cls.TRAIN["batch_size"]
+    model.train()
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        model.train_step(train.sample(batch, seq_len), opt)
+        steps += 1
+    train_seconds = time.perf_counter() - start
+    model.eval()
+    context = CONTEXT[obs]
+    linear = LinearDynamics.fit(train.transitions()) if obs == "state" else None
+    errors = open_loop_errors(model, held_out, context, HORIZONS, linear)
+    elbo_len = min(seq_len, max(held_out.episode_lengths()))
+    speed = imagination_speed(model)
+    return {
+        "task": task,
+        "obs": obs,
+        "model": name,
+        "steps": steps,
+        "seq_len": seq_len,
+        "train_seconds": round(train_seconds, 1),
+        "collect_seconds": round(collect_seconds, 1),
+        "seq_steps_per_s": steps * batch * seq_len / train_seconds,
+        "elbo": mean_elbo(model, held_out, elbo_len) if elbo_len >= 2 else float("nan"),
+        **errors,
+        **speed,
+    }
+
+
+def beats_baselines(row: dict, up_to: int = 25) -> bool | None:
+    """Whether the model's MSE is below both baselines at every reported horizon <= up_to."""
+    checks = []
+    for h in HORIZONS:
+        if h > up_to or f"mse_h{h}" not in row:
+            continue
+        for baseline in ("repeat", "linear"):
+            if f"mse_h{h}_{baseline}" in row:
+                checks.append(row[f"mse_h{h}"] < row[f"mse_h{h}_{baseline}"])
+    return all(checks) if checks else None
+
+
+def print_table(rows: list[dict]) -> None:
+    head = f"{'case':<30} {'steps':>6} {'seq/s':>7} " + " ".join(f"{'h' + str(h):>26}" for h in HORIZONS)
+    print(head + f" {'reward':>17} {'lat.steps/s':>11} {'plan ms':>8}  beats")
+    print(" " * 46 + "  (model / repeat / linear MSE; pixels: model MSE, PSNR dB model/repeat)")
+    for r in rows:
+        cells = []
+        for h in HORIZONS:
+            if f"mse_h{h}" not in r:
+                cells.append(f"{'n/a':>26}")
+            elif r["obs"] == "pixels":
+                cells.append(
+                    f"{r[f'mse_h{h}']:>8.4f} {r[f'psnr_h{h}']:>7.1f}/{r[f'psnr_h{h}_repeat']:<5.1f}    "
+                )
+            else:
+                cells.append(
+                    f"{r[f'mse_h{h}']:>8.3g}/{r[f'mse_h{h}_repeat']:<8.3g}/{r[f'mse_h{h}_linear']:<8.3g}"
+                )
+        reward = f"{r.get('reward_mse', float('nan')):.3g}/{r.get('reward_mse_mean', float('nan')):.3g}"
+        beats = beats_baselines(r)
+        print(
+            f"{r['task'] + ':' + r['obs'] + ':' + r['model']:<30} {r['steps']:>6} "
+            f"{r['seq_steps_per_s']:>7.0f} " + " ".join(cells) + f" {reward:>17} "
+            f"{r['latent_steps_per_s']:>11.3g} {r['plan_ms']:>8.1f}  "
+            + ("-" if beats is None else "yes" if beats else "NO")
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short budgets (about 15 minutes)")
+    parser.add_argument("--only", nargs="*", default=[], help="cases by prefix: task[:obs[:model]]")
+    parser.add_argument("--seconds", type=float, default=None, help="training budget per model")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    mode = MODES["quick" if args.quick else "full"]
+    rows = []
+    for task, obs, name in cases(args.only):
+        seconds = args.seconds or mode["seconds"][obs]
+        rows.append(run_case(task, obs, name, mode, seconds, args.seed))
+        print_table(rows[-1:])
+    print()
+    print_table(rows)
+    print(json.dumps({"bench": "world_models", "mode": "quick" if args.quick else "full", "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Loaders behind :data:`generative.data.DATASETS`, one module per kind of data."""

@@ -1,0 +1,190 @@
+"""Gaussian diffusion around any denoiser: training loss, variational bound, DDPM and DDIM
+sampling. Works on any example shape ``(B, ...)``.
+
+The reverse process is ``p(x_{t-1} | x_t) = N(mu(x_t, t), sigma_t^2 I)`` with ``mu`` the
+posterior mean at the predicted ``x_0`` and a fixed variance: ``large`` = ``beta_t`` (exact
+for unit-Gaussian data, the tighter bound on the toys), ``small`` = the posterior variance
+(exact for a point mass; its first value is 0, so the second is used at the first step).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from generative.diffusion.gaussians import gaussian_log_density, normal_kl
+from generative.diffusion.prediction import to_x0_eps, training_target
+from generative.diffusion.schedule import NoiseSchedule
+
+VARIANCES = ("small", "large")
+
+# decoder(x0, mean, var) -> (B,) log p(x_0 | x_1) in nats
+Decoder = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+def _sum_except_batch(x: Tensor) -> Tensor:
+    return x.flatten(1).sum(1)
+
+
+class GaussianDiffusion(nn.Module):
+    """A denoiser ``net(x_t (B, ...), t (B,)) -> (B, ...)`` and a :class:`NoiseSchedule`.
+
+    ``prediction``: ``eps`` | ``x0`` | ``v`` (what ``net`` outputs); ``clip``: clamp the
+    predicted ``x_0`` to ``[-clip, clip]`` (images in ``[-1, 1]``), ``None`` for no clamp.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        schedule: NoiseSchedule,
+        prediction: str = "eps",
+        variance: str = "small",
+        clip: float | None = None,
+    ):
+        super().__init__()
+        if variance not in VARIANCES:
+            raise ValueError(f"invalid variance={variance!r}: must be one of small, large")
+        self.net, self.schedule = net, schedule
+        self.prediction, self.clip = prediction, clip
+        s = schedule
+        if variance == "small":  # the posterior variance is 0 at the first step: use the next
+            var = torch.cat([s.posterior_var[1:2], s.posterior_var[1:]])
+        else:
+            var = s.betas
+        self.register_buffer("reverse_var", var, persistent=False)
+
+    @property
+    def timesteps(self) -> int:
+        return self.schedule.timesteps
+
+    # -- training ---------------------------------------------------------------------------
+    def loss(self, x0: Tensor) -> Tensor:
+        """``(B,)`` mean squared error of the prediction at one uniform timestep per example
+        (the "simple" objective of DDPM, in the chosen parameterisation)."""
+        t = torch.randint(0, self.timesteps, (x0.shape[0],), device=x0.device)
+        noise = torch.randn_like(x0)
+        xt = self.schedule.q_sample(x0, t, noise)
+        ab = self.schedule.gather(self.schedule.alpha_bar, t, x0)
+        target = training_target(self.prediction, x0, noise, ab)
+        return (self.net(xt, t) - target).pow(2).flatten(1).mean(1)
+
+    # -- the reverse process ----------------------------------------------------------------
+    def predict(self, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Estimates ``(x0, eps)`` at ``x_t``; with ``clip``, ``eps`` matches the clamped ``x0``."""
+        ab = self.schedule.gather(self.schedule.alpha_bar, t, xt)
+        x0, eps = to_x0_eps(self.prediction, self.net(xt, t), xt, ab)
+        if self.clip is not None:
+            x0 = x0.clamp(-self.clip, self.clip)
+            eps = (xt - ab.sqrt() * x0) / (1 - ab).sqrt()
+        return x0, eps
+
+    def p_mean_var(self, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean ``(B, ...)`` and variance ``(B, 1, ...)`` of ``p(x_{t-1} | x_t)``."""
+        x0, _ = self.predict(xt, t)
+        mean, _ = self.schedule.posterior(x0, xt, t)
+        return mean, self.schedule.gather(self.reverse_var, t, xt)
+
+    # -- the variational bound --------------------------------------------------------------
+    def prior_term(self, x0: Tensor) -> Tensor:
+        """``(B,)`` ``KL(q(x_T | x_0) || N(0, I))``."""
+        t = torch.full((x0.shape[0],), self.timesteps - 1, device=x0.device)
+        mean, var = self.schedule.q_mean_var(x0, t)
+        return _sum_except_batch(normal_kl(mean, var, torch.zeros_like(mean), torch.ones_like(var)))
+
+    def step_term(self, x0: Tensor, t: Tensor, decoder: Decoder) -> Tensor:
+        """``(B,)`` bound term at step ``t`` (per example), with ``x_t`` drawn from ``q``:
+        ``-log p(x_0 | x_1)`` where ``t == 0``, ``KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))``
+        elsewhere."""
+        xt = self.schedule.q_sample(x0, t, torch.randn_like(x0))
+        mean, var = self.p_mean_var(xt, t)
+        q_mean, q_var = self.schedule.posterior(x0, xt, t)
+        kl = _sum_except_batch(normal_kl(q_mean, q_var.clamp(min=1e-20), mean, var))
+        return torch.where(t == 0, -decoder(x0, mean, var), kl)
+
+    def bound(self, x0: Tensor, decoder: Decoder, steps: int = 0) -> Tensor:
+        """``(B,)`` the negative variational bound ``-ELBO >= -log p(x_0)`` in nats.
+
+        The prior and decoder terms are always computed; of the ``T - 1`` KL terms,
+        ``steps = 0`` evaluates all (``T`` denoiser calls), ``steps = K`` splits them into
+        ``K`` equal strata and weights one uniformly drawn step per stratum by its size: an
+        unbiased estimate of the same bound with ``K + 1`` calls. Each term uses one draw of
+        ``x_t``, so either way the result is a Monte Carlo estimate of the bound.
+        """
+        batch, device = x0.shape[0], x0.device
+        total = self.prior_term(x0)
+        total = total + self.step_term(
+            x0, torch.zeros(batch, device=device, dtype=torch.long), decoder
+        )
+        last = self.timesteps
+        if steps <= 0 or steps >= last - 1:
+            strata = [(t, t + 1) for t in range(1, last)]
+        else:
+            edges = torch.linspace(1, last, steps + 1).round().long().tolist()
+            strata = list(itertools.pairwise(edges))
+        for lo, hi in strata:
+            t = torch.randint(lo, hi, (batch,), device=device)
+            total = total + (hi - lo) * self.step_term(x0, t, decoder)
+        return total
+
+    def trajectory_log_weight(self, x0: Tensor, decoder: Decoder) -> Tensor:
+        """``(B,)`` ``log p(x_{0:T}) - log q(x_{1:T} | x_0)`` along one forward trajectory.
+
+        Its mean is the same bound as :meth:`bound`, and its exponential is an unbiased
+        estimate of ``p(x_0)`` (importance sampling over the whole path), which makes it
+        valid inside importance-weighted estimates (IWAE), unlike the per-step form.
+        """
+        s = self.schedule
+        log_w = torch.zeros(x0.shape[0], device=x0.device, dtype=x0.dtype)
+        prev = x0
+        for step in range(self.timesteps):
+            beta = s.betas[step].to(x0.dtype)
+            x = (1 - beta).sqrt() * prev + beta.sqrt() * torch.randn_like(prev)
+            log_w = log_w - _sum_except_batch(
+                gaussian_log_density(x, (1 - beta).sqrt() * prev, beta)
+            )
+            t = torch.full((x0.shape[0],), step, device=x0.device, dtype=torch.long)
+            mean, var = self.p_mean_var(x, t)
+            if step == 0:
+                log_w = log_w + decoder(x0, mean, var)
+            else:
+                log_w = log_w + _sum_except_batch(gaussian_log_density(prev, mean, var))
+            prev = x
+        return log_w + _sum_except_batch(
+            gaussian_log_density(prev, torch.zeros_like(prev), torch.ones_like(prev))
+        )
+
+    # -- sampling ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_ddpm(self, noise: Tensor, temperature: float = 1.0) -> Tensor:
+        """Ancestral sampling through all ``T`` steps from ``x_T = noise (B, ...)``;
+        ``temperature`` scales the noise added at each step."""
+        x = noise
+        for step in reversed(range(self.timesteps)):
+            t = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)
+            mean, var = self.p_mean_var(x, t)
+            x = mean + var.sqrt() * torch.randn_like(x) * temperature if step > 0 else mean
+        return x
+
+    @torch.no_grad()
+    def sample_ddim(self, noise: Tensor, steps: int, eta: float = 0.0) -> Tensor:
+        """DDIM sampling (Song et al. 2021) on ``steps`` evenly spaced timesteps from
+        ``x_T = noise (B, ...)``; ``eta = 0`` is deterministic, ``eta = 1`` DDPM-like."""
+        seq = torch.linspace(self.timesteps - 1, 0, min(steps, self.timesteps)).round().long()
+        seq = torch.unique_consecutive(seq).tolist()
+        x = noise
+        ab_all = self.schedule.alpha_bar
+        for i, step in enumerate(seq):
+            t = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)
+            x0, eps = self.predict(x, t)
+            ab = ab_all[step]
+            ab_prev = ab_all[seq[i + 1]] if i + 1 < len(seq) else ab.new_tensor(1.0)
+            sigma = eta * math.sqrt(float((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)))
+            direction = (1 - ab_prev - sigma**2).clamp(min=0).sqrt()
+            x = ab_prev.sqrt() * x0 + direction * eps
+            if sigma > 0:
+                x = x + sigma * torch.randn_like(x)
+        return x

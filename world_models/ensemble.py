@@ -1,0 +1,316 @@
+"""A probabilistic ensemble of MLP dynamics for state observations (PETS).
+
+Each of ``M`` members maps a standardised ``[o_t, a_{t+1}]`` to a diagonal Gaussian over the
+standardised change ``o_{t+1} - o_t``; the members are evaluated together with batched
+matrix products (weights shaped ``(M, in, out)``), never a Python loop. The predicted
+log-variance is kept between learned bounds (softly, as in PETS) so that it can neither
+collapse nor explode away from the data. A reward head and a continuation head (plain MLPs)
+read the same transition input.
+
+The latent state is the observation itself: ``LatentState.stoch`` is ``o_t`` and
+``LatentState.deter`` the transition input ``[o_{t-1}, a_t]`` that produced it, so the heads
+and :meth:`EnsembleDynamics.disagreement` score a state without further inputs.
+
+Imagined observations are clipped to the range of the training data (widened by 10%):
+outside it the members only extrapolate, and long open-loop rollouts would blow up.
+
+Propagation (Chua et al., 2018) of ``N`` particles: ``ts1`` gives each particle one member
+for a whole rollout, ``tsinf`` redraws the member at every step; both sample the member's
+Gaussian. ``mean`` (``sample=False``) follows the average of the members' means.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from generative.base import DataSpec
+from world_models.base import WorldModel, check
+from world_models.heads import ContinuationHead, RewardHead, masked_mean
+from world_models.replay import Chunk
+from world_models.state import LatentState
+
+PROPAGATIONS = ("ts1", "tsinf")
+# Imagined observations stay within the range seen in the data, widened by this share of
+# it: far outside, the MLPs extrapolate and open-loop rollouts blow up.
+OBS_MARGIN = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleConfig:
+    """Sizes and regularisers of the probabilistic ensemble."""
+
+    members: int = 5
+    """Ensemble members M."""
+    hidden: int = 128
+    """Width of each member's hidden layers."""
+    layers: int = 3
+    """Hidden layers per member."""
+    head: tuple[int, ...] = (64, 64)
+    """Hidden widths of the reward and continuation heads."""
+    propagation: str = "ts1"
+    """ts1 | tsinf: how sampled rollouts pick members (see the module docstring)."""
+    min_logvar: float = -10.0
+    """Initial lower bound of the log-variance (learned)."""
+    max_logvar: float = 0.5
+    """Initial upper bound of the log-variance (learned)."""
+    logvar_reg: float = 0.01
+    """Weight of the penalty that pulls the bounds together."""
+    weight_decay: float = 5e-5
+    """L2 weight decay of the members."""
+    bootstrap: bool = True
+    """Train each member on its own resample (with replacement) of every batch."""
+
+    def __post_init__(self) -> None:
+        for name in ("members", "hidden", "layers"):
+            check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        check(all(h >= 1 for h in self.head), "head", self.head, "positive widths")
+        check(
+            self.propagation in PROPAGATIONS,
+            "propagation",
+            self.propagation,
+            "one of " + ", ".join(PROPAGATIONS),
+        )
+        check(self.min_logvar < self.max_logvar, "min_logvar", self.min_logvar, "< max_logvar")
+        check(self.logvar_reg >= 0, "logvar_reg", self.logvar_reg, ">= 0")
+        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+
+
+class EnsembleLinear(nn.Module):
+    """``M`` independent linear maps: ``(M, N, in) -> (M, N, out)`` by one batched matmul."""
+
+    def __init__(self, members: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = 1 / math.sqrt(in_features)  # nn.Linear's default initialisation
+        self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(members, 1, out_features))
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class GaussianEnsemble(nn.Module):
+    """``(M, N, in) -> (mean, logvar)``, each ``(M, N, out)``, with bounded log-variance."""
+
+    def __init__(self, cfg: EnsembleConfig, in_features: int, out_features: int):
+        super().__init__()
+        widths = [in_features] + [cfg.hidden] * cfg.layers
+        self.hidden = nn.ModuleList(
+            EnsembleLinear(cfg.members, a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.out = EnsembleLinear(cfg.members, widths[-1], 2 * out_features)
+        self.max_logvar = nn.Parameter(torch.full((out_features,), cfg.max_logvar))
+        self.min_logvar = nn.Parameter(torch.full((out_features,), cfg.min_logvar))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        for layer in self.hidden:
+            x = F.silu(layer(x))
+        mean, logvar = self.out(x).chunk(2, -1)
+        logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
+        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
+        return mean, logvar
+
+
+class EnsembleDynamics(WorldModel):
+    """Probabilistic ensemble over vector observations ``(D,)``.
+
+    Buffers (saved with the weights): the observation mean and std (inputs) and the mean
+    and std of ``o_{t+1} - o_t`` (targets), set by :meth:`fit_normalizer`.
+    """
+
+    Config = EnsembleConfig
+    SMOKE = {"members": 3, "hidden": 16, "layers": 2, "head": (16,)}
+    TRAIN = {"steps": 5000, "batch_size": 256, "seq_len": 2, "lr": 1e-3}
+
+    def __init__(self, cfg: EnsembleConfig, spec: DataSpec, action_dim: int):
+        super().__init__(cfg, spec, action_dim)
+        check(spec.kind == "vector", "obs", spec.kind, "vector (state) observations for ensemble")
+        self.obs_dim = math.prod(spec.shape)
+        inputs = self.obs_dim + action_dim
+        self.net = GaussianEnsemble(cfg, inputs, self.obs_dim)
+        self.reward_head = RewardHead(inputs, cfg.head)
+        self.cont_head = ContinuationHead(inputs, cfg.head)
+        self.register_buffer("delta_mean", torch.zeros(self.obs_dim))
+        self.register_buffer("delta_std", torch.ones(self.obs_dim))
+        self.register_buffer("obs_low", torch.full((self.obs_dim,), -torch.inf))
+        self.register_buffer("obs_high", torch.full((self.obs_dim,), torch.inf))
+
+    @property
+    def members(self) -> int:
+        return self.cfg.members
+
+    def fit_normalizer(self, transitions: Chunk) -> None:
+        """Input and target statistics from transitions ``(N, 2, D)`` (see the replay's
+        :meth:`~world_models.replay.ReplayBuffer.transitions`)."""
+        super().fit_normalizer(transitions)
+        obs = transitions.obs.float().flatten(2)
+        delta = obs[:, 1] - obs[:, 0]
+        self.delta_mean.copy_(delta.mean(0))
+        low, high = obs.amin((0, 1)), obs.amax((0, 1))
+        margin = OBS_MARGIN * (high - low)
+        self.obs_low.copy_(low - margin)
+        self.obs_high.copy_(high + margin)
+        if delta.shape[0] > 1:
+            self.delta_std.copy_(delta.std(0).clamp_min(1e-4))
+
+    # -- transitions ------------------------------------------------------------------------
+    def _inputs(self, deter: Tensor) -> Tensor:
+        """Raw ``[o, a]`` ``(..., D + A)`` to the standardised network input."""
+        obs, action = deter.split([self.obs_dim, self.action_dim], -1)
+        return torch.cat([(obs - self.obs_mean) / self.obs_std, action], -1)
+
+    def predict(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Every member's next-observation mean and std in observation units.
+
+        ``obs`` ``(N, D)``, ``action`` ``(N, A)`` -> two ``(M, N, D)`` tensors.
+        """
+        deter = torch.cat([obs.to(self.device).float(), action.to(self.device).float()], -1)
+        x = self._inputs(deter)
+        mean, logvar = self.net(x.expand(self.members, *x.shape))
+        std = (0.5 * logvar).exp() * self.delta_std
+        return obs + mean * self.delta_std + self.delta_mean, std
+
+    def disagreement(self, states: LatentState) -> Tensor:
+        """Epistemic uncertainty of the transitions that produced ``states`` ``(*batch,)``.
+
+        The variance across members of their predicted means (in standardised delta
+        units), averaged over dimensions.
+        """
+        x = self._inputs(states.deter.reshape(-1, states.deter.shape[-1]))
+        mean, _ = self.net(x.expand(self.members, *x.shape))
+        return mean.var(0, unbiased=False).mean(-1).reshape(states.shape)
+
+    def initial(self, batch_size: int) -> LatentState:
+        zeros = torch.zeros(batch_size, self.obs_dim, device=self.device)
+        return LatentState(torch.zeros(batch_size, self.obs_dim + self.action_dim, device=self.device), zeros)
+
+    def observe(
+        self, obs: Tensor, action: Tensor, state: LatentState | None = None, sample: bool = True
+    ) -> LatentState:
+        obs = obs.to(self.device).float().flatten(2)
+        action = action.to(self.device).float()
+        if state is None:
+            previous = torch.cat([obs[:, :1], obs[:, :-1]], 1)
+        else:
+            previous = torch.cat([state.stoch[:, None], obs[:, :-1]], 1)
+        return LatentState(torch.cat([previous, action], -1), obs)
+
+    def imagine(
+        self,
+        state: LatentState,
+        actions: Tensor,
+        sample: bool = True,
+        propagation: str | None = None,
+    ) -> LatentState:
+        """Propagate ``N`` particles ``state`` ``(N, .)`` under ``actions`` ``(N, H, A)``.
+
+        ``propagation`` (default: the config's) is ts1 or tsinf when sampling; with
+        ``sample=False`` every member predicts every particle and their means are averaged.
+        ``stats`` holds the predicted mean and std (observation units) of each step.
+        """
+        propagation = propagation or self.cfg.propagation
+        actions = actions.to(self.device, torch.float32)
+        n, m = actions.shape[0], self.members
+        per_member = -(-n // m)
+        order = None
+        obs = state.stoch
+        states = []
+        for action in actions.unbind(1):
+            deter = torch.cat([obs, action], -1)
+            x = self._inputs(deter)
+            if not sample:
+                mean, logvar = self.net(x.expand(m, *x.shape))
+                mean = mean.mean(0)
+                std = (0.5 * logvar).exp().mean(0)
+                delta = mean
+            else:
+                if order is None or propagation == "tsinf":
+                    # Particle order[k] goes to member k // per_member (padding rows repeat).
+                    perm = torch.randperm(per_member * m, device=self.device)
+                    order, inverse = perm % n, perm.argsort()[:n]
+                mean, logvar = self.net(x[order].view(m, per_member, -1))
+                mean = mean.reshape(m * per_member, -1)[inverse]
+                std = (0.5 * logvar).exp().reshape(m * per_member, -1)[inverse]
+                delta = mean + std * torch.randn_like(std)
+            next_obs = torch.maximum(
+                torch.minimum(obs + delta * self.delta_std + self.delta_mean, self.obs_high),
+                self.obs_low,
+            )
+            stats = torch.cat([obs + mean * self.delta_std + self.delta_mean, std * self.delta_std], -1)
+            states.append(LatentState(deter, next_obs, stats))
+            obs = next_obs
+        return LatentState.stack(states)
+
+    # -- read-outs --------------------------------------------------------------------------
+    def decode(self, states: LatentState) -> Tensor:
+        return states.stoch.unflatten(-1, self.spec.shape)
+
+    def reward(self, states: LatentState) -> Tensor:
+        return self.reward_head(self._inputs(states.deter))
+
+    def continuation(self, states: LatentState) -> Tensor:
+        return self.cont_head.probability(self._inputs(states.deter))
+
+    # -- training ---------------------------------------------------------------------------
+    def _transitions(self, batch: Chunk) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Standardised inputs ``(N, D + A)``, delta targets ``(N, D)``, rewards and
+        termination flags ``(N,)`` of every consecutive pair of rows in the chunk."""
+        obs = batch.obs.to(self.device).float().flatten(2)
+        action = batch.action.to(self.device).float()
+        deter = torch.cat([obs[:, :-1], action[:, 1:]], -1)
+        target = (obs[:, 1:] - obs[:, :-1] - self.delta_mean) / self.delta_std
+        valid = ~batch.is_first[:, 1:].to(self.device)
+        x = self._inputs(deter)[valid]
+        return (
+            x,
+            target[valid],
+            batch.reward[:, 1:].to(self.device)[valid],
+            batch.terminated[:, 1:].to(self.device)[valid],
+        )
+
+    def loss(self, batch: Chunk) -> tuple[Tensor, dict[str, float]]:
+        x, target, reward, terminated = self._transitions(batch)
+        m, n = self.members, x.shape[0]
+        if self.cfg.bootstrap:
+            index = torch.randint(0, n, (m, n), device=self.device)
+        else:
+            index = torch.arange(n, device=self.device).expand(m, n)
+        mean, logvar = self.net(x[index])
+        err = (mean - target[index]).pow(2)
+        nll = 0.5 * (err * (-logvar).exp() + logvar).sum(-1).mean()
+        bounds = self.cfg.logvar_reg * (self.net.max_logvar.sum() - self.net.min_logvar.sum())
+        ones = torch.ones_like(reward, dtype=torch.bool)
+        reward_nll = masked_mean(self.reward_head.nll(x, reward), ones)
+        cont_nll = masked_mean(self.cont_head.nll(x, terminated), ones)
+        total = nll + bounds + reward_nll + cont_nll
+        metrics = {
+            "losses/dynamics": float(nll.detach()),
+            "losses/reward": float(reward_nll.detach()),
+            "losses/cont": float(cont_nll.detach()),
+            "world_model/mse": float(err.mean().detach()),
+            "world_model/logvar": float(logvar.mean().detach()),
+        }
+        return total, metrics
+
+    def optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
+        groups = [
+            {"params": list(self.net.parameters()), "weight_decay": self.cfg.weight_decay},
+            {"params": list(self.reward_head.parameters()) + list(self.cont_head.parameters())},
+        ]
+        return {"opt": torch.optim.Adam(groups, lr=lr)}
+
+    @torch.no_grad()
+    def elbo(self, batch: Chunk) -> Tensor:
+        """Exact log-likelihood ``(B,)`` of each next observation under the ensemble's
+        equal-weight mixture, nats per transition (observation units)."""
+        x, target, _, _ = self._transitions(batch)
+        mean, logvar = self.net(x.expand(self.members, *x.shape))
+        log_n = -0.5 * ((target - mean).pow(2) * (-logvar).exp() + logvar + math.log(2 * math.pi))
+        per_member = log_n.sum(-1) - self.delta_std.log().sum()
+        return torch.logsumexp(per_member, 0) - math.log(self.members)
