@@ -58,8 +58,8 @@ OBS = ("state", "pixels")
 MODELS = ("rssm", "mdnrnn", "ensemble")
 MODES = {
     # collect: random environment steps; seconds: training budget per model and observation
-    "quick": {"collect": 5000, "eval_episodes": 10, "seconds": {"state": 60, "pixels": 60}},
-    "full": {"collect": 20000, "eval_episodes": 20, "seconds": {"state": 300, "pixels": 600}},
+    "quick": {"collect": 10000, "eval_episodes": 20, "seconds": {"state": 90, "pixels": 90}},
+    "full": {"collect": 30000, "eval_episodes": 50, "seconds": {"state": 300, "pixels": 600}},
 }
 LR = {"rssm": 1e-3, "mdnrnn": 1e-3, "ensemble": 1e-3}
 
@@ -77,7 +77,9 @@ def cases(only: list[str]) -> list[tuple[str, str, str]]:
     return out
 
 
-def run_case(task: str, obs: str, name: str, mode: dict, seconds: float, seed: int) -> dict:
+def run_case(
+    task: str, obs: str, name: str, mode: dict, seconds: float, seed: int, particles: int
+) -> dict:
     """Collect, train for ``seconds``, evaluate: one row of the table."""
     seed_everything(seed)
     env = make_env(task, obs, seed=seed)
@@ -111,7 +113,9 @@ def run_case(task: str, obs: str, name: str, mode: dict, seconds: float, seed: i
     model.eval()
     context = CONTEXT[obs]
     linear = LinearDynamics.fit(train.transitions()) if obs == "state" else None
-    errors = open_loop_errors(model, held_out, context, HORIZONS, linear)
+    errors = open_loop_errors(model, held_out, context, HORIZONS, linear, particles)
+    sampled = open_loop_errors(model, held_out, context, HORIZONS, None, 16, limit=200)
+    errors.update({f"p16_{k}": v for k, v in sampled.items() if k.startswith("mse_h")})
     elbo_len = min(seq_len, max(held_out.episode_lengths()))
     speed = imagination_speed(model)
     return {
@@ -174,13 +178,16 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=[], help="cases by prefix: task[:obs[:model]]")
     parser.add_argument("--seconds", type=float, default=None, help="training budget per model")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--particles", type=int, default=0, help="open loop: 0 follows the mode, N averages N draws"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     mode = MODES["quick" if args.quick else "full"]
     rows = []
     for task, obs, name in cases(args.only):
         seconds = args.seconds or mode["seconds"][obs]
-        rows.append(run_case(task, obs, name, mode, seconds, args.seed))
+        rows.append(run_case(task, obs, name, mode, seconds, args.seed, args.particles))
         print_table(rows[-1:])
     print()
     print_table(rows)

@@ -36,6 +36,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "runs.train_world_model:train_world_model",
         "Collect experience in a task, train a world model on it and evaluate its predictions.",
     ),
+    "train-agent": (
+        "runs.train_agent:TrainAgentConfig",
+        "runs.train_agent:train_agent",
+        "Train an agent in a task with periodic evaluations (SB3 baselines, active inference).",
+    ),
     "evaluate": (
         "runs.train_generative:EvaluateConfig",
         "runs.train_generative:evaluate",

@@ -22,7 +22,9 @@ POLICIES: dict[str, tuple[str, str]] = {
 }
 
 # run kind -> ("module:loader", description); loader(run_dir, env) -> Policy.
-RUN_POLICY_LOADERS: dict[str, tuple[str, str]] = {}
+RUN_POLICY_LOADERS: dict[str, tuple[str, str]] = {
+    "agent": ("runs.train_agent:load_agent_policy", "agents trained with activegen train-agent"),
+}
 
 
 class Policy(Protocol):

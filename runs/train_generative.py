@@ -288,6 +288,7 @@ def train_generative(cfg: TrainGenerativeConfig) -> Path:
     if cfg.select_best and best.weights:
         model.load_state_dict(best.weights)
         last["best_step"] = best.step
+        last["best_val"] = best.value
     final = {**last, **test_metrics(model, data, cfg)}
     final.update(write_samples(run, model, data, cfg, cfg.steps))
     final["params"] = sum(p.numel() for p in model.parameters())

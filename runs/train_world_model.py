@@ -398,9 +398,9 @@ def write_imagination(
     horizon = min(50, length - context)
     if horizon < 1:
         return
-    chunks = list(episodes.chunks(context + horizon))[:rows]
-    obs = torch.cat([c.obs for c in chunks])
-    action = torch.cat([c.action for c in chunks])
+    chunks = episodes.chunks(context + horizon)
+    assert chunks is not None
+    obs, action = chunks.obs[:rows], chunks.action[:rows]
     pred, _ = model.open_loop(obs, action, context)
     real = obs[:, context:].float()
     pred = pred.cpu().float()

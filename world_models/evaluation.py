@@ -1,9 +1,9 @@
 """How good and how fast a world model is: open-loop error per horizon against baselines,
 reward error, the ELBO, and batched imagination speed.
 
-Open-loop prediction: the model filters the first ``context`` observations of a chunk, then
-imagines the rest under the true actions without seeing another observation; the error at
-horizon ``h`` compares the ``h``-th imagined observation with the real one. Two baselines
+Open-loop prediction: the model filters an episode from its start up to step ``t``, then
+imagines ``h`` steps under the true actions without seeing another observation; the error
+at horizon ``h`` compares the last imagined observation with the real ``o_{t+h}``. Two baselines
 get the same chunks: repeating the last observed observation, and a linear model
 ``o_{t+1} = W [o_t, a_{t+1}, 1]`` fitted by least squares and rolled out open loop.
 Errors are mean squared errors in observation units (pixels scaled to [0, 1], where
@@ -21,6 +21,7 @@ from torch import Tensor
 
 from world_models.base import PIXEL_LEVELS, WorldModel
 from world_models.replay import Chunk, ReplayBuffer
+from world_models.state import LatentState
 
 HORIZONS = (1, 5, 10, 25, 50)
 
@@ -49,29 +50,29 @@ class LinearDynamics:
         return torch.stack(out, 1)
 
 
-def evaluation_chunks(
-    episodes: ReplayBuffer, context: int, horizons: Sequence[int] = HORIZONS
-) -> tuple[Chunk | None, list[int]]:
-    """All chunks (stride: their length) long enough for the longest horizon that some
-    episode allows, stacked ``(B, context + H, ...)``, and the horizons they cover."""
-    longest = max(episodes.episode_lengths(), default=0)
-    usable = [h for h in horizons if context + h <= longest]
-    if not usable:
-        return None, []
-    length = context + max(usable)
-    chunks = list(episodes.chunks(length))
-    stacked = Chunk(
-        *(torch.cat([getattr(c, f) for c in chunks]) for f in Chunk.__dataclass_fields__)
-    )
-    return stacked, usable
-
-
 def _frame_errors(pred: Tensor, true: Tensor, pixels: bool) -> tuple[Tensor, Tensor | None]:
-    """Per-example MSE ``(B, H)`` (pixels in [0, 1]) and, for pixels, PSNR ``(B, H)``."""
+    """Per-example MSE ``(B,)`` (pixels in [0, 1]) and, for pixels, PSNR ``(B,)`` of
+    observations ``(B, *shape)``."""
     scale = PIXEL_LEVELS if pixels else 1.0
-    mse = ((pred.float() - true.float()) / scale).pow(2).flatten(2).mean(-1)
+    mse = ((pred.float() - true.float()) / scale).pow(2).flatten(1).mean(-1)
     psnr = -10 * torch.log10(mse.clamp_min(1e-10)) if pixels else None
     return mse, psnr
+
+
+@torch.no_grad()
+def _imagine_last(
+    model: WorldModel, start: LatentState, actions: Tensor, particles: int
+) -> tuple[Tensor, Tensor]:
+    """The last imagined observation ``(N, *shape)`` and every imagined reward ``(N, H)``
+    from ``start`` ``(N, .)`` under ``actions`` ``(N, H, A)``: along the mode, or averaged
+    over ``particles`` sampled rollouts."""
+    if particles == 0:
+        future = model.imagine(start, actions, sample=False)
+        return model.decode(future[:, -1]), model.reward(future)
+    n = actions.shape[0]
+    future = model.imagine(start.repeat_interleave(particles), actions.repeat_interleave(particles, 0))
+    last = model.decode(future[:, -1]).unflatten(0, (n, particles)).mean(1)
+    return last, model.reward(future).unflatten(0, (n, particles)).mean(1)
 
 
 @torch.no_grad()
@@ -81,66 +82,79 @@ def open_loop_errors(
     context: int,
     horizons: Sequence[int] = HORIZONS,
     linear: LinearDynamics | None = None,
-    batch_size: int = 64,
+    particles: int = 0,
+    limit: int = 1000,
 ) -> dict[str, float]:
     """Open-loop errors per horizon of ``model`` and the baselines on held-out ``episodes``.
 
+    The model filters each episode from its start, as an agent does; from the state at
+    every step ``t >= context - 1`` it imagines ``h`` steps under the true actions and its
+    last prediction is compared with ``o_{t+h}`` (at most ``limit`` starts per horizon,
+    spread evenly over the episodes). ``particles`` as in :meth:`WorldModel.open_loop`.
+
     Keys: ``mse_h{h}``, ``mse_h{h}_repeat``, ``mse_h{h}_linear`` (with ``linear``),
-    ``psnr_h{h}`` and ``psnr_h{h}_repeat`` for pixels, ``reward_mse`` (over every imagined
-    step) and ``reward_mse_mean`` (predicting the mean reward, for scale). Horizons longer
-    than every episode allows are left out.
+    ``psnr_h{h}`` and ``psnr_h{h}_repeat`` for pixels (mean per-frame PSNR), ``starts_h{h}``,
+    and ``reward_mse`` over every imagined step of the longest horizon with
+    ``reward_mse_mean`` (predicting the mean reward) for scale. Horizons longer than every
+    episode allows are left out.
     """
-    chunks, usable = evaluation_chunks(episodes, context, horizons)
-    if chunks is None:
-        return {}
     pixels = model.pixels
+    stored = list(episodes.episodes())
+    per_episode = max(1, -(-limit // max(1, len(stored))))
     parts: dict[str, list[Tensor]] = {}
-
-    def add(name: str, values: Tensor | None) -> None:
-        if values is not None:
-            parts.setdefault(name, []).append(values.cpu())
-
-    n = chunks.obs.shape[0]
-    for first in range(0, n, batch_size):
-        batch = chunks[first : first + batch_size]
-        true = batch.obs[:, context:]
-        pred, reward = model.open_loop(batch.obs, batch.action, context)
-        for name, values in zip(("model", "model_psnr"), _frame_errors(pred.cpu(), true, pixels)):
-            add(name, values)
-        last = batch.obs[:, context - 1 : context].expand_as(true)
-        for name, values in zip(("repeat", "repeat_psnr"), _frame_errors(last, true, pixels)):
-            add(name, values)
-        if linear is not None and not pixels:
-            start_obs = batch.obs[:, context - 1].float().flatten(1)
-            lin = linear.rollout(start_obs, batch.action[:, context:]).view_as(true)
-            add("linear", _frame_errors(lin, true, pixels)[0])
-        add("reward_err", (reward.cpu() - batch.reward[:, context:]).pow(2))
-        add("reward_true", batch.reward[:, context:])
-    cat = {k: torch.cat(v) for k, v in parts.items()}  # each (B, H)
+    for episode in stored:
+        length = episode.shape[1]
+        if length < context + 1:
+            continue
+        states = model.observe(episode.obs, episode.action, sample=False)[0]  # (T, .)
+        obs, action, reward = episode.obs[0], episode.action[0], episode.reward[0]
+        for h in horizons:
+            count = length - h - (context - 1)
+            if count < 1:
+                break
+            ts = torch.linspace(context - 1, length - h - 1, min(count, per_episode)).round().long()
+            ts = ts.unique()
+            windows = action[1:].unfold(0, h, 1).movedim(-1, 1)[ts]  # (N, h, A)
+            pred, pred_reward = _imagine_last(model, states[ts], windows, particles)
+            true = obs[ts + h]
+            scores = {
+                "": _frame_errors(pred.cpu(), true, pixels),
+                "_repeat": _frame_errors(obs[ts], true, pixels),
+            }
+            if linear is not None and not pixels:
+                lin = linear.rollout(obs[ts].float().flatten(1), windows)[:, -1].view_as(true)
+                scores["_linear"] = _frame_errors(lin, true, pixels)
+            for suffix, (mse, psnr) in scores.items():
+                parts.setdefault(f"mse_h{h}{suffix}", []).append(mse)
+                if psnr is not None:
+                    parts.setdefault(f"psnr_h{h}{suffix}", []).append(psnr)
+            true_reward = reward[1:].unfold(0, h, 1)[ts]  # (N, h)
+            parts.setdefault(f"reward_err_h{h}", []).append((pred_reward.cpu() - true_reward).pow(2))
+            parts.setdefault(f"reward_true_h{h}", []).append(true_reward)
     out: dict[str, float] = {}
-    for h in usable:
-        out[f"mse_h{h}"] = float(cat["model"][:, h - 1].mean())
-        out[f"mse_h{h}_repeat"] = float(cat["repeat"][:, h - 1].mean())
-        if "linear" in cat:
-            out[f"mse_h{h}_linear"] = float(cat["linear"][:, h - 1].mean())
-        if pixels:
-            out[f"psnr_h{h}"] = float(cat["model_psnr"][:, h - 1].mean())
-            out[f"psnr_h{h}_repeat"] = float(cat["repeat_psnr"][:, h - 1].mean())
-    out["reward_mse"] = float(cat["reward_err"].mean())
-    rewards = cat["reward_true"]
-    out["reward_mse_mean"] = float((rewards - rewards.mean()).pow(2).mean())
-    out["chunks"] = float(n)
+    for h in horizons:
+        if f"mse_h{h}" not in parts:
+            continue
+        for key in (k for k in parts if k.endswith((f"_h{h}", f"_h{h}_repeat", f"_h{h}_linear"))):
+            if key.startswith(("mse", "psnr")):
+                out[key] = float(torch.cat(parts[key]).mean())
+        out[f"starts_h{h}"] = float(sum(p.shape[0] for p in parts[f"mse_h{h}"]))
+        rewards = torch.cat(parts[f"reward_true_h{h}"])
+        out["reward_mse"] = float(torch.cat(parts[f"reward_err_h{h}"]).mean())
+        out["reward_mse_mean"] = float((rewards - rewards.mean()).pow(2).mean())
     return out
 
 
 @torch.no_grad()
-def mean_elbo(model: WorldModel, episodes: ReplayBuffer, length: int, limit: int = 256) -> float:
+def mean_elbo(
+    model: WorldModel, episodes: ReplayBuffer, length: int, limit: int = 256, batch_size: int = 32
+) -> float:
     """The model's ELBO (the ensemble: exact log-likelihood) per observation, nats, averaged
     over up to ``limit`` chunks of ``length`` rows of ``episodes``."""
-    chunks = [c for _, c in zip(range(limit), episodes.chunks(length), strict=False)]
-    if not chunks:
+    chunks = episodes.chunks(length, limit=limit)
+    if chunks is None:
         return math.nan
-    values = [model.elbo(c) for c in chunks]
+    values = [model.elbo(chunks[i : i + batch_size]) for i in range(0, chunks.shape[0], batch_size)]
     return float(torch.cat(values).mean())
 
 

@@ -284,12 +284,23 @@ class ReplayBuffer:
         for start, length in list(self._episodes):
             yield self._gather(torch.tensor([start]), torch.tensor([start]), length)
 
-    def chunks(self, length: int, stride: int | None = None) -> Iterator[Chunk]:
-        """Deterministic chunks of ``length`` rows, ``stride`` apart (default: ``length``)."""
+    def chunks(self, length: int, stride: int | None = None, limit: int = 0) -> Chunk | None:
+        """Deterministic chunks of ``length`` rows starting every ``stride`` rows (default:
+        ``length``) of every episode, stacked ``(B, length, ...)``; ``limit > 0`` keeps that
+        many, evenly spread. ``None`` when no episode is long enough."""
         stride = stride or length
-        for start, n in list(self._episodes):
+        firsts, starts = [], []
+        for start, n in self._episodes:
             for offset in range(0, n - length + 1, stride):
-                yield self._gather(torch.tensor([start + offset]), torch.tensor([start]), length)
+                firsts.append(start + offset)
+                starts.append(start)
+        if not firsts:
+            return None
+        if 0 < limit < len(firsts):
+            keep = torch.linspace(0, len(firsts) - 1, limit).round().long().unique()
+            firsts = [firsts[i] for i in keep.tolist()]
+            starts = [starts[i] for i in keep.tolist()]
+        return self._gather(torch.tensor(firsts), torch.tensor(starts), length)
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ class MaskedLinear(nn.Linear):
 class MADE(nn.Module):
     """``(B, D) -> (B, outputs, D)`` autoregressive in the natural feature order.
 
-    Input ``i`` has degree ``i + 1``; hidden units get degrees ``1 .. D - 1`` in turn; a
+    Input ``i`` has degree ``i + 1``; hidden units get degrees spread over ``1 .. D - 1``; a
     hidden unit sees inputs of degree ``<=`` its own, an output of degree ``d`` sees hidden
     units of degree ``< d``. So output ``[:, k, i]`` is a function of ``x[:, :i]`` only.
     The output layer starts at zero.
@@ -33,8 +33,8 @@ class MADE(nn.Module):
         super().__init__()
         self.dim, self.outputs = dim, outputs
         degrees = [torch.arange(1, dim + 1)]
-        for width in hidden:
-            degrees.append(torch.arange(width) % max(1, dim - 1) + 1)
+        for width in hidden:  # spread evenly over 1 .. D-1, all of them once width >= D-1
+            degrees.append(torch.arange(width) * max(1, dim - 1) // width + 1)
         layers: list[nn.Module] = []
         for prev, cur in itertools.pairwise(degrees):
             layers += [MaskedLinear(cur[:, None] >= prev[None, :]), nn.ReLU()]

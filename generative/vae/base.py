@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -70,6 +70,8 @@ class VAEBase(GenerativeModel):
     Subclasses implement :meth:`log_weights` (importance weights of posterior draws) and
     :meth:`elbo`; this class turns them into an importance-sampled :meth:`log_prob`.
     """
+
+    BENCHMARKS: ClassVar[tuple[str, ...]] = ("digits",)
 
     def __init__(self, cfg: VAEOptions, spec: DataSpec):
         super().__init__(cfg, spec)

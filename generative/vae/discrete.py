@@ -135,12 +135,11 @@ class GumbelVAE(VAEBase):
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
-        """``(n, *shape)`` draws from the uniform prior and the decoder."""
-        if temperature != 1.0:
-            raise ValueError("the categorical VAE samples at temperature 1 only")
+        """``(n, *shape)``: ``z`` from the uniform prior, then ``p(x | z)`` at ``temperature``."""
         device = self.updates.device
         idx = torch.randint(0, self.cfg.categories, (n, self.cfg.latents), device=device)
-        return self.likelihood.sample(self.decode(F.one_hot(idx, self.cfg.categories).float()))
+        z = F.one_hot(idx, self.cfg.categories).float()
+        return self.likelihood.sample(self.decode(z), temperature)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

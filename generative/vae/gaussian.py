@@ -18,7 +18,7 @@ from torch import distributions as D
 
 from generative.base import DataSpec
 from generative.vae.base import VAEBase, VAEOptions, check
-from generative.vae.priors import PRIORS, PriorContext, StandardNormal, build_prior
+from generative.vae.priors import PRIORS, PriorContext, build_prior
 
 OBJECTIVES = ("elbo", "iwae")
 
@@ -131,7 +131,7 @@ class GaussianVAE(VAEBase):
         return -bound.mean(), metrics
 
     def _kl(self, q: D.Normal, z: torch.Tensor) -> torch.Tensor:
-        """``(S, B)`` KL(q || p) for draws ``z`` ``(S, B, D)`` of ``q`` (closed form where known)."""
+        """``(S, B)`` KL(q || p) at draws ``z`` ``(S, B, D)`` of ``q`` (closed form if known)."""
         s = z.shape[0]
         repeated = D.Normal(q.loc.repeat(s, 1), q.scale.repeat(s, 1))  # rows match z.flatten
         return self.prior.kl(repeated, z.flatten(0, 1)).view(s, -1)
@@ -151,11 +151,8 @@ class GaussianVAE(VAEBase):
     # -- generation -----------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
-        """``(n, *shape)`` draws; ``temperature`` scales latents (standard prior only)."""
-        if temperature != 1.0 and not isinstance(self.prior, StandardNormal):
-            raise ValueError("sampling temperature needs prior='standard'")
-        z = self.prior.sample(n) * temperature
-        return self.likelihood.sample(self.decode(z))
+        """``(n, *shape)`` draws: ``z`` from the prior, then ``p(x | z)`` at ``temperature``."""
+        return self.likelihood.sample(self.decode(self.prior.sample(n)), temperature)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

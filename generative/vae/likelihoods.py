@@ -18,7 +18,9 @@ class Likelihood:
     """``p(x | params)`` factorised over dimensions.
 
     ``log_prob(params, x) -> (B,)`` sums over every dimension of one example;
-    ``sample(params) -> (B, *shape)`` draws data (integer levels when discrete);
+    ``sample(params, temperature) -> (B, *shape)`` draws data (integer levels when
+    discrete); ``temperature`` divides logits and multiplies scales, so values below 1
+    give cleaner, less varied draws;
     ``mean(params) -> (B, *shape)`` the expected value in data units, as floats.
     """
 
@@ -28,7 +30,7 @@ class Likelihood:
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def sample(self, params: torch.Tensor) -> torch.Tensor:
+    def sample(self, params: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         raise NotImplementedError
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
@@ -47,8 +49,8 @@ class Bernoulli(Likelihood):
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self._dist(params).log_prob(x.float()).flatten(1).sum(1)
 
-    def sample(self, params: torch.Tensor) -> torch.Tensor:
-        return self._dist(params).sample().long()
+    def sample(self, params: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        return self._dist(params / temperature).sample().long()
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params[:, 0])
@@ -67,8 +69,8 @@ class Categorical(Likelihood):
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self._dist(params).log_prob(x.long()).flatten(1).sum(1)
 
-    def sample(self, params: torch.Tensor) -> torch.Tensor:
-        return self._dist(params).sample()
+    def sample(self, params: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        return self._dist(params / temperature).sample()
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         values = torch.arange(self.levels, dtype=params.dtype, device=params.device)
@@ -128,14 +130,14 @@ class DiscretizedLogistic(Likelihood):
         log_p = torch.logsumexp(per_component + logits.log_softmax(1), dim=1)
         return log_p.flatten(1).sum(1)
 
-    def sample(self, params: torch.Tensor) -> torch.Tensor:
+    def sample(self, params: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         logits, loc, log_scale = self._split(params)
-        k = D.Categorical(logits=logits.movedim(1, -1)).sample().unsqueeze(1)
+        k = D.Categorical(logits=logits.movedim(1, -1) / temperature).sample().unsqueeze(1)
         loc, log_scale = loc.gather(1, k).squeeze(1), log_scale.gather(1, k).squeeze(1)
         # A continuous logistic draw binned at the level centres has exactly the
         # discretised probabilities (the end bins absorb the tails).
         u = torch.rand_like(loc).clamp(1e-6, 1 - 1e-6)
-        y = loc + log_scale.exp() * (torch.log(u) - torch.log1p(-u))
+        y = loc + temperature * log_scale.exp() * (torch.log(u) - torch.log1p(-u))
         k = torch.round((y + 1) / 2 * (self.levels - 1))
         return k.clamp(0, self.levels - 1).long()
 
@@ -158,8 +160,9 @@ class Normal(Likelihood):
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self._dist(params).log_prob(x).flatten(1).sum(1)
 
-    def sample(self, params: torch.Tensor) -> torch.Tensor:
-        return self._dist(params).sample()
+    def sample(self, params: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        dist = self._dist(params)
+        return dist.loc + temperature * dist.scale * torch.randn_like(dist.loc)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return params[:, 0]

@@ -172,9 +172,9 @@ class VQVAE(VAEBase):
     # -- generation -----------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
-        """``(n, C, H, W)``: codes from the prior (at ``temperature``), then the decoder."""
+        """``(n, C, H, W)``: prior codes, then ``p(x | codes)``, both at ``temperature``."""
         codes = self.prior.sample(n, *self.code_size, temperature=temperature)
-        return self.likelihood.sample(self.decode_codes(codes))
+        return self.likelihood.sample(self.decode_codes(codes), temperature)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

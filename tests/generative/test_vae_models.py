@@ -86,9 +86,9 @@ def test_loss_decreases_on_digits(name, digits):
     torch.manual_seed(0)
     model = build(name, digits.spec)
     optimizers = model.optimizers(3e-3)
-    losses = [model.train_step(digits.batch("train", 32), optimizers)["loss"] for _ in range(300)]
+    losses = [model.train_step(digits.batch("train", 32), optimizers)["loss"] for _ in range(200)]
     first, last = sum(losses[:30]) / 30, sum(losses[-30:]) / 30
-    # Uniform over 17 levels costs 181 nats; even these tiny models gain well over 15.
+    # Measured drops between the first and last 30 of 200 steps: 26 to 40 nats per image.
     assert last < first - 15, (first, last)
 
 

@@ -186,3 +186,11 @@ def test_vamp_prior_is_the_mean_of_pseudo_input_posteriors():
 def test_vamp_prior_needs_a_posterior():
     with pytest.raises(ValueError, match="posterior"):
         VampPrior(PriorContext(dim=2))
+
+
+def test_temperature_narrows_observation_samples():
+    torch.manual_seed(0)
+    lik = DiscretizedLogistic(256)
+    params = torch.tensor([0.0, -2.0]).view(1, 2, 1).expand(5000, -1, -1)
+    spread = {t: lik.sample(params, temperature=t).float().std() for t in (1.0, 0.3)}
+    assert spread[0.3] < 0.5 * spread[1.0]

@@ -1,0 +1,304 @@
+"""Batched imagination: many candidate futures in a world model, one step for all at once.
+
+An :class:`Imaginer` adapts a world model (the ensemble or the RSSM) to what expected free
+energy needs of every imagined step: the state reached, the predicted observation, the
+entropy of the observation model, and the raw material of the epistemic estimators (every
+ensemble member's prediction, or the RSSM's posterior-to-prior KL after an imagined
+observation). :func:`imagine` rolls ``N`` candidate action sequences with ``P`` particles
+each and returns a :class:`Rollout` of ``(N, P, H)`` tensors; the amortised policy calls
+:meth:`Imaginer.step` itself, with actions chosen along the way.
+
+Rows are candidate-major (row ``n * P + p`` is particle ``p`` of candidate ``n``). Nothing
+loops over candidates or particles; the only Python loop is over the horizon.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from agents.active_inference import efe
+from world_models.base import PIXEL_LEVELS, WorldModel
+from world_models.ensemble import EnsembleDynamics
+from world_models.rssm import MIN_OBS_STD, RSSM
+from world_models.state import LatentState
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+    """Which optional quantities a rollout computes (each costs network calls)."""
+
+    obs: bool = True
+    """Predicted observations (decoded, for the RSSM)."""
+    reward: bool = False
+    """Predicted rewards and continuation probabilities."""
+    members: bool = False
+    """Every ensemble member's prediction at every particle (``M`` times the network calls)."""
+    latent_kl: bool = False
+    """RSSM: posterior-to-prior KL after an imagined observation (decoder + encoder calls)."""
+    outcomes: bool = False
+    """Keep the predicted observations in the rollout (for the k-NN entropy)."""
+
+    def union(self, other: Needs) -> Needs:
+        return Needs(
+            **{
+                f.name: getattr(self, f.name) or getattr(other, f.name)
+                for f in dataclasses.fields(self)
+            }
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Imagined:
+    """One imagined step of ``R`` rows.
+
+    state: ``(R, .)`` the latent state reached.
+    obs: ``(R, *obs_shape)`` the predicted observation in observation units (the mean of
+        ``p(o | s)``; a sample of the next state for the ensemble), or ``None``.
+    obs_entropy: ``(R,)`` entropy of the observation model ``H[p(o | s)]`` (nats).
+    reward, cont: ``(R,)`` predicted reward and probability that the episode goes on.
+    member_mean, member_std: ``(M, R, D)`` every ensemble member's predicted observation.
+    latent_kl: ``(R,)`` ``KL[q(s | o) || p(s)]`` after an imagined observation (RSSM).
+    """
+
+    state: LatentState
+    obs: Tensor | None
+    obs_entropy: Tensor
+    reward: Tensor | None = None
+    cont: Tensor | None = None
+    member_mean: Tensor | None = None
+    member_std: Tensor | None = None
+    latent_kl: Tensor | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollout:
+    """Imagined futures of ``N`` candidates with ``P`` particles over ``H`` steps.
+
+    log_preference, obs_entropy: ``(N, P, H)``; reward, cont, latent_kl: ``(N, P, H)`` or
+    ``None``; outcomes: ``(N, P, H, D)`` or ``None``; member_mean, member_std:
+    ``(M, N, P, H, D)`` or ``None``.
+    """
+
+    log_preference: Tensor
+    obs_entropy: Tensor
+    reward: Tensor | None = None
+    cont: Tensor | None = None
+    latent_kl: Tensor | None = None
+    outcomes: Tensor | None = None
+    member_mean: Tensor | None = None
+    member_std: Tensor | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.obs_entropy.shape)  # type: ignore[return-value]
+
+
+LogPreference = Callable[[Imagined], Tensor]
+"""``log p̃`` of one imagined step: ``Imagined`` of ``R`` rows -> ``(R,)``."""
+
+
+class Imaginer:
+    """Base class: ``step(state, action, needs) -> Imagined`` and ``features(state)``."""
+
+    model: WorldModel
+
+    def step(self, state: LatentState, action: Tensor, needs: Needs) -> Imagined:
+        raise NotImplementedError
+
+    def features(self, state: LatentState) -> Tensor:
+        """``(R, F)`` inputs of a policy or value network for states ``(R, .)``."""
+        raise NotImplementedError
+
+
+class EnsembleImaginer(Imaginer):
+    """Trajectory sampling (PETS TS1) in a probabilistic ensemble.
+
+    Row ``r`` is propagated by member ``r mod M`` for the whole rollout, so the ``P``
+    particles of a candidate cover ``min(P, M)`` members; each step adds the member's
+    predicted noise when ``noise`` is true. With ``needs.members`` every member also
+    predicts from every row's state (the inputs of the parameter information gain).
+    """
+
+    def __init__(self, model: EnsembleDynamics, noise: bool = True):
+        self.model = model
+        self.noise = noise
+
+    def _inputs(self, obs: Tensor, action: Tensor) -> Tensor:
+        m = self.model
+        return torch.cat([(obs - m.obs_mean) / m.obs_std, action], -1)
+
+    def _own_members(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Row ``r`` through member ``r mod M``: ``(R, I)`` -> mean, logvar ``(R, D)``."""
+        m, r = self.model.members, x.shape[0]
+        pad = -r % m
+        if pad:
+            x = torch.cat([x, x[:pad]], 0)
+        mean, logvar = self.model.net(x.view(-1, m, x.shape[-1]).transpose(0, 1))
+        return (
+            mean.transpose(0, 1).reshape(-1, mean.shape[-1])[:r],
+            logvar.transpose(0, 1).reshape(-1, logvar.shape[-1])[:r],
+        )
+
+    def step(self, state: LatentState, action: Tensor, needs: Needs) -> Imagined:
+        model = self.model
+        obs = state.stoch
+        x = self._inputs(obs, action)
+        member_mean = member_std = None
+        if needs.members:
+            means, logvars = model.net(x.expand(model.members, *x.shape))
+            own = torch.arange(x.shape[0], device=x.device) % model.members
+            rows = torch.arange(x.shape[0], device=x.device)
+            mean, logvar = means[own, rows], logvars[own, rows]
+            member_mean = obs + means * model.delta_std + model.delta_mean
+            member_std = (0.5 * logvars).exp() * model.delta_std
+        else:
+            mean, logvar = self._own_members(x)
+        std = (0.5 * logvar).exp()
+        delta = mean + std * torch.randn_like(std) if self.noise else mean
+        next_obs = obs + delta * model.delta_std + model.delta_mean
+        next_obs = torch.maximum(torch.minimum(next_obs, model.obs_high), model.obs_low)
+        obs_std = std * model.delta_std
+        deter = torch.cat([obs, action], -1)
+        reward = cont = None
+        if needs.reward:
+            reward = model.reward_head(x)
+            cont = model.cont_head.probability(x)
+        return Imagined(
+            LatentState(deter, next_obs),
+            next_obs,
+            efe.gaussian_entropy(obs_std),
+            reward,
+            cont,
+            member_mean,
+            member_std,
+        )
+
+    def features(self, state: LatentState) -> Tensor:
+        return (state.stoch - self.model.obs_mean) / self.model.obs_std
+
+
+class RSSMImaginer(Imaginer):
+    """Prior steps of the RSSM; observations decoded only when needed.
+
+    The observation model is ``N(decoder(h, s), σ²)`` with a std that does not depend on
+    the state, so its entropy (the ambiguity) is the same for every candidate. The latent
+    information gain draws ``o ~ p(o | h, s)``, embeds it and compares the posterior
+    ``q(s | h, o)`` with the prior ``p(s | h)``.
+    """
+
+    def __init__(self, model: RSSM):
+        self.model = model
+
+    def obs_std(self) -> Tensor:
+        """The observation model's std in network units, ``(*obs_shape)``."""
+        m = self.model
+        if m.obs_log_std is None:
+            return torch.full(m.spec.shape, m.cfg.obs_std, device=m.device)
+        return m.obs_log_std.clamp_min(math.log(MIN_OBS_STD)).exp()
+
+    def _obs_entropy(self, rows: int) -> Tensor:
+        m = self.model
+        units = torch.full((), PIXEL_LEVELS, device=m.device) if m.pixels else m.obs_std
+        std = (self.obs_std() * units).reshape(-1)
+        return efe.gaussian_entropy(std).expand(rows)
+
+    def step(self, state: LatentState, action: Tensor, needs: Needs) -> Imagined:
+        m = self.model
+        prior = m.img_step(state, action, sample=True)
+        raw = obs = latent_kl = reward = cont = None
+        if needs.obs or needs.latent_kl:
+            raw = m.decoder(prior.features)
+            obs = m.postprocess(raw) if needs.obs else None
+        if needs.latent_kl:
+            assert raw is not None and prior.stats is not None
+            sample = raw + self.obs_std() * torch.randn_like(raw)
+            embed = m.encoder(sample)
+            post = m._stats(m.obs_out(torch.cat([prior.deter, embed], -1)))
+            if m.categorical:
+                latent_kl = m.kl(post, prior.stats)
+            else:
+                qm, qs = post.chunk(2, -1)
+                pm, ps = prior.stats.chunk(2, -1)
+                latent_kl = efe.gaussian_kl(qm, qs, pm, ps)
+        if needs.reward:
+            reward = m.reward(prior)
+            cont = m.continuation(prior)
+        return Imagined(
+            prior, obs, self._obs_entropy(action.shape[0]), reward, cont, latent_kl=latent_kl
+        )
+
+    def features(self, state: LatentState) -> Tensor:
+        return state.features
+
+
+def make_imaginer(model: WorldModel, noise: bool = True) -> Imaginer:
+    if isinstance(model, EnsembleDynamics):
+        return EnsembleImaginer(model, noise)
+    if isinstance(model, RSSM):
+        return RSSMImaginer(model)
+    raise ValueError(f"no imagination for world model {type(model).__name__}: use ensemble or rssm")
+
+
+def stack(
+    steps: list[tuple[Tensor, Imagined]], candidates: int, keep_outcomes: bool = False
+) -> Rollout:
+    """Steps ``[(log p̃ (R,), Imagined of R rows)] * H`` with ``R = N * P`` rows
+    (candidate-major) -> a :class:`Rollout` of ``(N, P, H)`` tensors."""
+    n = candidates
+    p = steps[0][0].shape[0] // n
+    h = len(steps)
+
+    def column(values: list[Tensor | None], members: bool = False) -> Tensor | None:
+        if values[0] is None:
+            return None
+        if members:  # (M, R, D) per step -> (M, N, P, H, D)
+            stacked = torch.stack(values, -2)  # type: ignore[arg-type]
+            return stacked.reshape(stacked.shape[0], n, p, h, -1)
+        stacked = torch.stack(values, 1)  # type: ignore[arg-type]  # (R, H, ...)
+        return stacked.reshape(n, p, *stacked.shape[1:])
+
+    imagined = [s for _, s in steps]
+    outcomes = None
+    if keep_outcomes:
+        outcomes = column([None if s.obs is None else s.obs.flatten(1) for s in imagined])
+    return Rollout(
+        log_preference=column([lp for lp, _ in steps]),  # type: ignore[arg-type]
+        obs_entropy=column([s.obs_entropy for s in imagined]),  # type: ignore[arg-type]
+        reward=column([s.reward for s in imagined]),
+        cont=column([s.cont for s in imagined]),
+        latent_kl=column([s.latent_kl for s in imagined]),
+        outcomes=outcomes,
+        member_mean=column([s.member_mean for s in imagined], members=True),
+        member_std=column([s.member_std for s in imagined], members=True),
+    )
+
+
+def imagine(
+    imaginer: Imaginer,
+    start: LatentState,
+    actions: Tensor,
+    log_preference: LogPreference,
+    particles: int = 1,
+    needs: Needs = Needs(),
+) -> Rollout:
+    """Roll ``actions`` ``(N, H, A)`` forward from ``start`` (one state ``(1, .)`` or one
+    per candidate ``(N, .)``) with ``particles`` samples each; score every step with
+    ``log_preference``. Returns a :class:`Rollout` of ``(N, P, H)`` tensors."""
+    n, h, _ = actions.shape
+    rows = n * particles
+    if start.shape[0] == 1:
+        state = start.map(lambda t: t.expand(rows, *t.shape[1:]))
+    else:
+        state = start.repeat_interleave(particles)
+    acts = actions.repeat_interleave(particles, 0) if particles > 1 else actions
+    steps = []
+    for t in range(h):
+        step = imaginer.step(state, acts[:, t], needs)
+        state = step.state
+        steps.append((log_preference(step), step))
+    return stack(steps, n, needs.outcomes)

@@ -1,0 +1,171 @@
+"""The score of imagined futures: one function per objective, everything else shared.
+
+``Objective.per_step`` turns a :class:`~agents.active_inference.imagination.Rollout` into
+a cost per candidate and step ``(N, H)`` that planners and the amortised policy minimise:
+
+| objective | cost per step |
+| --- | --- |
+| ``reward`` | ``-E[r̂]`` (weighted by the probability that the episode is still going) |
+| ``preference`` | ``-E[log p̃(o)]`` (pragmatic value only) |
+| ``efe`` | ``G = -(E[log p̃(o)] + scale * epistemic)`` |
+| ``feef`` | ``-(E[log p̃(o)] + E H[p(o|s)] + scale * epistemic)`` |
+
+``epistemic`` is one of the estimators of :mod:`agents.active_inference.efe`, chosen by
+``epistemic``; ``scale`` (``epistemic_scale``) weighs it against the pragmatic value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from agents.active_inference import efe
+from agents.active_inference.imagination import Needs, Rollout
+
+OBJECTIVES = ("reward", "preference", "efe", "feef")
+ESTIMATORS = ("disagreement", "mixture", "knn", "latent")
+# Estimators that need every ensemble member's prediction.
+MEMBER_ESTIMATORS = ("disagreement", "mixture")
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveConfig:
+    """What the planner minimises."""
+
+    objective: str = "preference"
+    """reward | preference | efe | feef (see the module docstring)."""
+    epistemic: str = "mixture"
+    """disagreement | mixture | knn | latent: the information-gain estimator of efe and feef."""
+    epistemic_scale: float = 1.0
+    """Weight of the epistemic value against the pragmatic value (1 is the plain EFE)."""
+    knn_k: int = 3
+    """Neighbour index of the k-NN entropy estimate."""
+    discount: float = 1.0
+    """Discount of future steps in the plan's total."""
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("objective", self.objective, OBJECTIVES),
+            ("epistemic", self.epistemic, ESTIMATORS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"invalid {name}={value!r}: must be one of {', '.join(allowed)}")
+        if self.epistemic_scale < 0:
+            raise ValueError(f"invalid epistemic_scale={self.epistemic_scale!r}: must be >= 0")
+        if self.knn_k < 1:
+            raise ValueError(f"invalid knn_k={self.knn_k!r}: must be >= 1")
+        if not 0 < self.discount <= 1:
+            raise ValueError(f"invalid discount={self.discount!r}: must be in (0, 1]")
+
+    @property
+    def uses_epistemic(self) -> bool:
+        return self.objective in ("efe", "feef")
+
+
+class Objective:
+    """Scores rollouts for one :class:`ObjectiveConfig`."""
+
+    def __init__(self, cfg: ObjectiveConfig):
+        self.cfg = cfg
+
+    def needs(self) -> Needs:
+        """What imagination must compute for this objective's cost."""
+        cfg = self.cfg
+        est = cfg.epistemic if cfg.uses_epistemic else None
+        return Needs(
+            obs=False,
+            reward=cfg.objective == "reward",
+            members=est in MEMBER_ESTIMATORS,
+            latent_kl=est == "latent",
+            outcomes=est == "knn",
+        )
+
+    def epistemic(self, rollout: Rollout) -> Tensor:
+        """The configured information-gain estimate ``(N, H)``."""
+        est = self.cfg.epistemic
+        missing = {
+            "disagreement": rollout.member_mean is None,
+            "mixture": rollout.member_mean is None or rollout.member_std is None,
+            "knn": rollout.outcomes is None,
+            "latent": rollout.latent_kl is None,
+        }[est]
+        if missing:
+            raise ValueError(f"the rollout lacks what epistemic={est!r} needs")
+        if est == "disagreement":
+            return efe.ensemble_disagreement(rollout.member_mean)
+        if est == "mixture":
+            return efe.mixture_information_gain(rollout.member_mean, rollout.member_std)
+        if est == "knn":
+            return efe.knn_information_gain(rollout.outcomes, rollout.obs_entropy, self.cfg.knn_k)
+        return efe.latent_information_gain(rollout.latent_kl)
+
+    def per_step(self, rollout: Rollout) -> Tensor:
+        """The cost of each candidate at each step, ``(N, H)``."""
+        cfg = self.cfg
+        if cfg.objective == "reward":
+            return -efe.pragmatic_value(alive_weighted_reward(rollout))
+        pragmatic = efe.pragmatic_value(rollout.log_preference)
+        if cfg.objective == "preference":
+            return -pragmatic
+        epistemic = self.epistemic(rollout)
+        if cfg.objective == "efe":
+            return efe.expected_free_energy(pragmatic, epistemic, cfg.epistemic_scale)
+        return efe.free_energy_of_expected_future(
+            pragmatic, efe.ambiguity(rollout.obs_entropy), epistemic, cfg.epistemic_scale
+        )
+
+    def cost(self, rollout: Rollout) -> Tensor:
+        """The discounted total cost of each candidate, ``(N,)``."""
+        return efe.discounted_sum(self.per_step(rollout), self.cfg.discount)
+
+    def terms(self, rollout: Rollout) -> dict[str, Tensor]:
+        """Every term of the candidates' (discounted) totals, ``(N,)`` each, for logging;
+        the rollout must hold what the configured estimator needs.
+
+        ``efe/risk`` uses the outcome entropy ``ambiguity + information gain`` (in nats:
+        the moment-matched mixture bound stands in for the disagreement, a variance), so
+        that ``risk + ambiguity = G`` of the efe objective whenever the estimator is in nats.
+        """
+        total = lambda x: efe.discounted_sum(x, self.cfg.discount)  # noqa: E731
+        pragmatic = efe.pragmatic_value(rollout.log_preference)
+        amb = efe.ambiguity(rollout.obs_entropy)
+        epistemic = self.epistemic(rollout)
+        info_gain = epistemic
+        if self.cfg.epistemic == "disagreement":
+            info_gain = efe.mixture_information_gain(rollout.member_mean, rollout.member_std)
+        out = {
+            "efe/pragmatic": total(pragmatic),
+            "efe/epistemic": total(epistemic),
+            "efe/ambiguity": total(amb),
+            "efe/risk": total(efe.risk(pragmatic, amb + info_gain)),
+            "efe/cost": self.cost(rollout),
+        }
+        if rollout.reward is not None:
+            out["efe/reward"] = total(efe.pragmatic_value(alive_weighted_reward(rollout)))
+        return out
+
+    def logging_needs(self) -> Needs:
+        """What :meth:`terms` needs: the cost's, the estimator's, observations and rewards."""
+        est = self.cfg.epistemic
+        return self.needs().union(
+            Needs(
+                obs=True,
+                reward=True,
+                members=est in MEMBER_ESTIMATORS,
+                latent_kl=est == "latent",
+                outcomes=est == "knn",
+            )
+        )
+
+
+def alive_weighted_reward(rollout: Rollout) -> Tensor:
+    """Rewards ``(N, P, H)`` times the probability that the episode had not ended before
+    them, ``prod_{τ < t} c_τ``."""
+    if rollout.reward is None or rollout.cont is None:
+        raise ValueError("the reward objective needs predicted rewards and continuations")
+    alive = torch.cumprod(
+        torch.cat([torch.ones_like(rollout.cont[..., :1]), rollout.cont[..., :-1]], -1), -1
+    )
+    return rollout.reward * alive

@@ -1,0 +1,137 @@
+"""Sampling-based planners over action sequences: CEM and MPPI.
+
+Both minimise a black-box ``cost(actions) -> costs`` of ``N`` candidate sequences
+``(N, H, A) -> (N,)``, evaluated in one batched call per iteration (the world model
+imagines all candidates at once), so they know nothing of world models or expected free
+energy and can be tested on any function. Actions live in a box (``[-1, 1]`` by default);
+a plan is warm-started from the previous one shifted by one step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+PLANNERS = ("cem", "mppi")
+
+Cost = Callable[[Tensor], Tensor]
+
+
+def _check(ok: bool, field: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"invalid {field}={value!r}: must be {allowed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannerConfig:
+    """A sampling planner (defaults: PETS-style CEM for state tasks)."""
+
+    kind: str = "cem"
+    """cem (refit a Gaussian to the elites) | mppi (exponentially weighted average)."""
+    horizon: int = 15
+    """Steps H of each candidate action sequence."""
+    candidates: int = 1000
+    """Candidate sequences N sampled per iteration."""
+    iterations: int = 5
+    """Refinement iterations per plan."""
+    elites: int = 100
+    """CEM: lowest-cost candidates the Gaussian is refitted to."""
+    temperature: float = 0.5
+    """MPPI: λ of the weights ``exp(-(c - min c) / (λ std c))``, in units of the costs'
+    spread across candidates, so that one value suits every objective's scale."""
+    momentum: float = 0.1
+    """Share of the previous mean and std kept at each refit (PETS' alpha)."""
+    init_std: float = 0.5
+    """Std of the first iteration's sampling distribution (per action dimension)."""
+    min_std: float = 0.05
+    """Floor on the sampling std, so that a plan never stops exploring entirely."""
+
+    def __post_init__(self) -> None:
+        _check(self.kind in PLANNERS, "planner", self.kind, "one of " + ", ".join(PLANNERS))
+        for name in ("horizon", "candidates", "iterations", "elites"):
+            _check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        _check(self.elites <= self.candidates, "elites", self.elites, "<= candidates")
+        _check(self.temperature > 0, "temperature", self.temperature, "> 0")
+        _check(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
+        _check(self.init_std > 0, "init_std", self.init_std, "> 0")
+        _check(0 <= self.min_std <= self.init_std, "min_std", self.min_std, "in [0, init_std]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A planner's result: the sequence to execute and the search distribution.
+
+    mean, std: ``(H, A)``; ``mean[0]`` is the action to take now.
+    cost: the cost of the mean sequence's best estimate (the lowest cost seen in the last
+    iteration).
+    """
+
+    mean: Tensor
+    std: Tensor
+    cost: float
+
+
+class SamplingPlanner:
+    """CEM or MPPI, per ``cfg.kind``, over actions of size ``action_dim`` in ``[low, high]``."""
+
+    def __init__(
+        self, cfg: PlannerConfig, action_dim: int, low: float = -1.0, high: float = 1.0
+    ) -> None:
+        _check(low < high, "action bounds", (low, high), "low < high")
+        self.cfg = cfg
+        self.action_dim = int(action_dim)
+        self.low, self.high = float(low), float(high)
+
+    def initial_mean(self, device: torch.device | str = "cpu") -> Tensor:
+        """The centre of the action box, ``(H, A)``."""
+        centre = 0.5 * (self.low + self.high)
+        return torch.full((self.cfg.horizon, self.action_dim), centre, device=device)
+
+    def shift(self, mean: Tensor) -> Tensor:
+        """Warm start: ``mean`` ``(H, A)`` advanced one step, the last step repeated."""
+        return torch.cat([mean[1:], mean[-1:]], 0)
+
+    def plan(
+        self, cost: Cost, mean: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Plan:
+        """Minimise ``cost`` ``(N, H, A) -> (N,)`` starting from ``mean`` ``(H, A)`` (default:
+        the box's centre). Candidate 0 of every iteration is the current mean itself, so a
+        good warm start is never lost. Non-finite costs count as infinitely bad."""
+        cfg = self.cfg
+        mean = self.initial_mean() if mean is None else mean.clone()
+        std = torch.full_like(mean, cfg.init_std)
+        n = cfg.candidates
+        best = float("inf")
+        for _ in range(cfg.iterations):
+            noise = torch.randn((n, *mean.shape), generator=generator, device=mean.device)
+            actions = (mean + std * noise).clamp(self.low, self.high)
+            actions[0] = mean
+            costs = cost(actions).detach().reshape(n)
+            costs = torch.nan_to_num(costs, nan=torch.inf, posinf=torch.inf)
+            best = float(costs.min())
+            if cfg.kind == "cem":
+                new_mean, new_std = self._elites(actions, costs)
+            else:
+                new_mean, new_std = self._weighted(actions, costs)
+            mean = cfg.momentum * mean + (1 - cfg.momentum) * new_mean
+            std = (cfg.momentum * std + (1 - cfg.momentum) * new_std).clamp_min(cfg.min_std)
+        return Plan(mean, std, best)
+
+    def _elites(self, actions: Tensor, costs: Tensor) -> tuple[Tensor, Tensor]:
+        index = torch.topk(costs, self.cfg.elites, largest=False).indices
+        elites = actions[index]
+        return elites.mean(0), elites.std(0, unbiased=False)
+
+    def _weighted(self, actions: Tensor, costs: Tensor) -> tuple[Tensor, Tensor]:
+        finite = torch.isfinite(costs)
+        if not bool(finite.any()):
+            return actions[0], torch.full_like(actions[0], self.cfg.init_std)
+        spread = costs[finite].std(unbiased=False) if int(finite.sum()) > 1 else costs.new_ones(())
+        scaled = (costs - costs[finite].min()) / (self.cfg.temperature * spread.clamp_min(1e-8))
+        weights = torch.softmax(-scaled, 0)[:, None, None]
+        mean = (weights * actions).sum(0)
+        std = (weights * (actions - mean).pow(2)).sum(0).sqrt()
+        return mean, std

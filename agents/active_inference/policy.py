@@ -1,0 +1,207 @@
+"""An amortised policy trained in imagination (Dreamer-style actor-critic) on any objective.
+
+The actor ``π(a | s)`` (a tanh-squashed Gaussian over ``[-1, 1]``) and the critic ``V(s)``
+read the world model's state features. From start states filtered out of replayed
+experience the actor imagines ``H`` steps; each step's cost comes from the same
+:class:`~agents.active_inference.objective.Objective` the planners minimise, so the
+policy learns the same objective (reward, preference, EFE or FEEF) and acting costs one
+network call. With ``r_t = -cost_t`` and ``γ_t = γ c_t`` (``c_t`` the predicted
+continuation, one when the objective does not predict it) the λ-return is
+
+    R_t = r_{t+1} + γ_{t+1} ((1 - λ) V(s_{t+1}) + λ R_{t+1}),   R_H = V(s_H).
+
+The actor maximises it by backpropagating through the (frozen) world model, plus an
+entropy bonus; the critic regresses on it. Returns are divided by a running estimate of
+their spread (at least one), as in DreamerV3, so one learning rate suits every objective's
+scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from agents.active_inference.imagination import Imaginer, LogPreference, Needs, Rollout, stack
+from agents.active_inference.objective import Objective
+from generative.vae.nets import mlp
+from world_models.state import LatentState
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyConfig:
+    """The actor-critic's sizes and learning settings."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of the actor and the critic."""
+    horizon: int = 15
+    """Imagined steps per update."""
+    discount: float = 0.99
+    """γ."""
+    lambda_: float = 0.95
+    """λ of the λ-return."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critic."""
+    entropy_scale: float = 1e-3
+    """Weight of the actor's entropy bonus (in units of the normalised return)."""
+    min_std: float = 0.05
+    """Lower bound on the actor's std (before the tanh)."""
+    starts: int = 256
+    """Start states per update."""
+    grad_clip: float = 100.0
+    """Gradient-norm clip of both networks."""
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("hidden", all(h >= 1 for h in self.hidden), "positive widths"),
+            ("horizon", self.horizon >= 1, ">= 1"),
+            ("discount", 0 < self.discount <= 1, "in (0, 1]"),
+            ("lambda_", 0 <= self.lambda_ <= 1, "in [0, 1]"),
+            ("actor_lr", self.actor_lr > 0, "> 0"),
+            ("critic_lr", self.critic_lr > 0, "> 0"),
+            ("entropy_scale", self.entropy_scale >= 0, ">= 0"),
+            ("min_std", self.min_std > 0, "> 0"),
+            ("starts", self.starts >= 1, ">= 1"),
+            ("grad_clip", self.grad_clip > 0, "> 0"),
+        )
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(
+                    f"invalid policy {name}={getattr(self, name)!r}: must be {allowed}"
+                )
+
+
+def lambda_returns(reward: Tensor, value: Tensor, discount: Tensor, lambda_: float) -> Tensor:
+    """λ-returns ``(B, H)`` from rewards ``r_1..r_H`` ``(B, H)``, values ``V(s_0..s_H)``
+    ``(B, H + 1)`` and discounts ``γ_1..γ_H`` ``(B, H)`` (see the module docstring)."""
+    returns = []
+    last = value[:, -1]
+    for t in reversed(range(reward.shape[1])):
+        last = reward[:, t] + discount[:, t] * ((1 - lambda_) * value[:, t + 1] + lambda_ * last)
+        returns.append(last)
+    return torch.stack(returns[::-1], 1)
+
+
+class ActorCritic(nn.Module):
+    """Actor and critic over state features ``(B, F)``, actions of size ``action_dim``."""
+
+    def __init__(self, cfg: PolicyConfig, feature_size: int, action_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.actor = mlp(feature_size, cfg.hidden, 2 * action_dim)
+        self.critic = mlp(feature_size, cfg.hidden, 1)
+        self.register_buffer("return_scale", torch.ones(()))
+        self.optimizers = {
+            "actor": torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr),
+            "critic": torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr),
+        }
+
+    def distribution(self, features: Tensor) -> torch.distributions.Normal:
+        """The pre-tanh Gaussian ``(B, A)``."""
+        mean, std = self.actor(features).chunk(2, -1)
+        std = torch.nn.functional.softplus(std) + self.cfg.min_std
+        return torch.distributions.Normal(mean, std)
+
+    def act(self, features: Tensor, explore: bool = True) -> Tensor:
+        """Actions ``(B, A)`` in ``[-1, 1]``: a reparameterised draw, or the mode."""
+        dist = self.distribution(features)
+        return torch.tanh(dist.rsample() if explore else dist.mean)
+
+    def value(self, features: Tensor) -> Tensor:
+        return self.critic(features).squeeze(-1)
+
+    def imagine(
+        self,
+        imaginer: Imaginer,
+        start: LatentState,
+        log_preference: LogPreference,
+        needs: Needs,
+        horizon: int | None = None,
+        explore: bool = True,
+    ) -> tuple[Rollout, Tensor, Tensor]:
+        """Imagine ``horizon`` steps from ``start`` ``(B, .)`` with the actor choosing.
+
+        Returns the rollout ``(B, 1, H)``, the features ``(B, H + 1, F)`` of the states
+        visited (start included) and the actor's entropy ``(B, H)``.
+        """
+        horizon = horizon or self.cfg.horizon
+        state = start
+        features = [imaginer.features(state)]
+        steps, entropy = [], []
+        for _ in range(horizon):
+            dist = self.distribution(features[-1].detach())
+            action = torch.tanh(dist.rsample() if explore else dist.mean)
+            entropy.append(dist.entropy().sum(-1))
+            step = imaginer.step(state, action, needs)
+            state = step.state
+            features.append(imaginer.features(state))
+            steps.append((log_preference(step), step))
+        rollout = stack(steps, start.shape[0], needs.outcomes)
+        return rollout, torch.stack(features, 1), torch.stack(entropy, 1)
+
+    def update(
+        self,
+        imaginer: Imaginer,
+        start: LatentState,
+        objective: Objective,
+        log_preference: LogPreference,
+        needs: Needs,
+        world_model_params: Callable[[], list[nn.Parameter]],
+    ) -> dict[str, float]:
+        """One actor and one critic step from start states ``(B, .)``; returns metrics."""
+        cfg = self.cfg
+        rollout, features, entropy = self.imagine(imaginer, start.detach(), log_preference, needs)
+        reward = -objective.per_step(rollout)  # (B, H)
+        discount = torch.full_like(reward, cfg.discount)
+        if rollout.cont is not None:
+            discount = discount * rollout.cont[:, 0]
+        value = self.value(features)
+        returns = lambda_returns(reward, value, discount, cfg.lambda_)
+        # Weights: the probability that the imagined episode is still going at each start.
+        weights = torch.cumprod(
+            torch.cat([torch.ones_like(discount[:, :1]), discount[:, :-1] / cfg.discount], 1), 1
+        ).detach()
+        with torch.no_grad():
+            spread = torch.quantile(returns.flatten(), 0.95) - torch.quantile(
+                returns.flatten(), 0.05
+            )
+            self.return_scale.mul_(0.99).add_(0.01 * spread)
+        scale = self.return_scale.clamp_min(1.0)
+        actor_loss = -(weights * (returns / scale + cfg.entropy_scale * entropy)).mean()
+        actor_params = list(self.actor.parameters())
+        self.optimizers["actor"].zero_grad(set_to_none=True)
+        actor_loss.backward(inputs=actor_params)
+        nn.utils.clip_grad_norm_(actor_params, cfg.grad_clip)
+        self.optimizers["actor"].step()
+
+        critic_params = list(self.critic.parameters())
+        target = returns.detach()
+        critic_loss = (weights * (self.value(features[:, :-1].detach()) - target).pow(2)).mean()
+        self.optimizers["critic"].zero_grad(set_to_none=True)
+        critic_loss.backward(inputs=critic_params)
+        nn.utils.clip_grad_norm_(critic_params, cfg.grad_clip)
+        self.optimizers["critic"].step()
+        for p in world_model_params():
+            p.grad = None
+        return {
+            "losses/actor": float(actor_loss.detach()),
+            "losses/critic": float(critic_loss.detach()),
+            "policy/imagined_return": float(returns.mean().detach()),
+            "policy/entropy": float(entropy.mean().detach()),
+        }
+
+    def full_state_dict(self) -> dict:
+        """Weights, the return scale and both optimisers."""
+        return {
+            "module": self.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+        }
+
+    def load_full_state_dict(self, state: dict) -> None:
+        self.load_state_dict(state["module"])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])

@@ -1,0 +1,154 @@
+"""SB3 baselines through train-agent: smoke runs, exact resume, checkpoints, record --run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from agents import sb3
+from agents.base import is_timing, make_agent_env
+from runs import cli
+from runs.checkpoint import load_checkpoint, save_checkpoint
+
+# The smoke preset: 400 steps in pendulum (episodes of 100 decisions), evaluations at 200, 400.
+SMOKE = ["--env", "pendulum", "--preset", "smoke", "--eval-episodes", "1", "--quiet"]
+
+
+class SimulatedKill(Exception):
+    pass
+
+
+def _run_dir(out_dir):
+    (run_dir,) = out_dir.glob("agent/*/*")
+    return run_dir
+
+
+def _metrics(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if not is_timing(k)} for x in lines]
+
+
+@pytest.mark.parametrize("agent", ["sac", "td3", "ppo"])
+def test_smoke_run_through_the_cli(agent, out_dir):
+    assert cli.main(["train-agent", "--agent", agent, *SMOKE, "--out", str(out_dir)]) == 0
+    run_dir = _run_dir(out_dir)
+    assert run_dir.parent.name == f"{agent}-pendulum"
+    records = _metrics(run_dir)
+    assert [r["step"] for r in records if "eval/return" in r] == [200, 400]
+    assert [r["step"] for r in records if "charts/episodic_return" in r] == [100, 200, 300, 400]
+    assert any(k.startswith("losses/") for r in records for k in r)
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")  # weights_only=True
+    assert state["agent"]["num_timesteps"] == 400 and state["agent"]["episode"] == 4
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 400 and np.isfinite(summary["metrics"]["eval/return"])
+
+
+@pytest.mark.parametrize("agent", ["sac", "ppo"])
+def test_killed_run_resumes_to_identical_metrics(agent, out_dir, tmp_path, monkeypatch):
+    args = ["train-agent", "--agent", agent, *SMOKE]
+    assert cli.main([*args, "--out", str(tmp_path / "whole")]) == 0
+    whole = _run_dir(tmp_path / "whole")
+
+    on_step = sb3._Chunk._on_step
+
+    def dies_at_250(self):
+        if self.model.num_timesteps == 250:  # mid-episode, after the checkpoint at 200
+            raise SimulatedKill
+        return on_step(self)
+
+    monkeypatch.setattr(sb3._Chunk, "_on_step", dies_at_250)
+    with pytest.raises(SimulatedKill):
+        cli.main([*args, "--out", str(out_dir)])
+    monkeypatch.setattr(sb3._Chunk, "_on_step", on_step)
+    run_dir = _run_dir(out_dir)
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 200
+
+    assert cli.main(["train-agent", "--resume", str(run_dir), "--quiet"]) == 0
+    assert _metrics(run_dir) == _metrics(whole)
+
+
+def test_state_dict_round_trip_acts_identically(tmp_path):
+    cfg = sb3.SACConfig(**sb3.SAC.SMOKE, task="pendulum")
+    env = make_agent_env("pendulum", seed=0)
+    agent = sb3.SAC(cfg, env, torch.device("cpu"), seed=0)
+    agent.train_until(env, 150, lambda metrics, step: None)
+    assert agent.env_steps == 200  # the episode running at 150 is finished
+    path = save_checkpoint({"agent": agent.state_dict()}, tmp_path / "a.pt")
+    state = load_checkpoint(path)["agent"]  # weights_only=True
+
+    other_env = make_agent_env("pendulum", seed=1)
+    other = sb3.SAC(cfg, other_env, torch.device("cpu"), seed=1)
+    other.load_state_dict(state)
+    assert other.env_steps == 200 and other.model.replay_buffer.pos == 200
+    obs, _ = make_agent_env("pendulum").reset(seed=5)
+    np.testing.assert_array_equal(agent.act(obs)[0], other.act(obs)[0])
+    saved = agent.model.replay_buffer
+    np.testing.assert_array_equal(
+        saved.observations[:200], other.model.replay_buffer.observations[:200]
+    )
+    rng = agent.model.action_space.np_random.bit_generator.state
+    assert other.model.action_space.np_random.bit_generator.state == rng
+    assert other.model.log_ent_coef.item() == agent.model.log_ent_coef.item()
+
+
+def test_ppo_rollouts_continue_across_chunks():
+    cfg = sb3.PPOConfig(**sb3.PPO.SMOKE, task="pendulum")  # rollouts of 64 steps
+    env = make_agent_env("pendulum", seed=0)
+    agent = sb3.PPO(cfg, env, torch.device("cpu"), seed=0)
+    agent.train_until(env, 150, lambda metrics, step: None)
+    assert agent.model.rollout_buffer.pos == 200 - 3 * 64  # carried into the next chunk
+    agent.train_until(env, 300, lambda metrics, step: None)
+    assert agent.model.rollout_buffer.pos == 300 - 4 * 64  # not restarted at 200
+    assert agent.model._n_updates == 4 * cfg.n_epochs
+
+
+def test_normalisation_statistics_are_saved(tmp_path):
+    cfg = sb3.PPOConfig(**sb3.PPO.SMOKE, normalize=True, task="pendulum")
+    env = make_agent_env("pendulum", seed=0)
+    agent = sb3.PPO(cfg, env, torch.device("cpu"), seed=0)
+    agent.train_until(env, 100, lambda metrics, step: None)
+    state = load_checkpoint(save_checkpoint({"a": agent.state_dict()}, tmp_path / "a.pt"))["a"]
+    other = sb3.PPO(cfg, make_agent_env("pendulum", seed=1), torch.device("cpu"), seed=1)
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(
+        other.vec_normalize.obs_rms.mean, agent.vec_normalize.obs_rms.mean
+    )
+    obs = np.array([0.5, -0.5, 1.0], np.float32)
+    np.testing.assert_array_equal(agent.act(obs)[0], other.act(obs)[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--agent", "sac", "--objective", "efe"],
+         "invalid objective='efe': must be one of reward for agent 'sac'"),
+        (["--agent", "ppo", "--objective", "preference"], "invalid objective='preference'"),
+        (["--agent", "td3", "--obs", "pixels"], "invalid obs='pixels'"),
+        (["--agent", "sac", "--set", "ent_coef=-1"], "invalid ent_coef=-1"),
+        (["--agent", "sac", "--set", "learning_rat=1"], "unknown key(s) learning_rat"),
+    ],
+)  # fmt: skip
+def test_sb3_user_errors_exit_2(args, message, out_dir, capsys):
+    assert cli.main(["train-agent", *args, "--out", str(out_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not out_dir.exists()
+
+
+def test_sac_and_td3_need_continuous_actions(out_dir, capsys):
+    args = ["train-agent", "--agent", "sac", "--env", "gridworld", "--preset", "smoke"]
+    assert cli.main([*args, "--out", str(out_dir), "--quiet"]) == 2
+    assert "needs continuous (Box) actions" in capsys.readouterr().err
+
+
+@pytest.mark.video
+def test_record_films_a_trained_run(out_dir, tmp_path, capsys):
+    args = ["train-agent", "--agent", "td3", *SMOKE, "--steps", "200", "--out", str(out_dir)]
+    assert cli.main(args) == 0
+    run_dir = _run_dir(out_dir)
+    record = ["record", "--run", str(run_dir), "--env", "pendulum", "--episodes", "1",
+              "--size", "32", "--max-steps", "5", "--out", str(tmp_path), "--quiet"]  # fmt: skip
+    assert cli.main(record) == 0
+    (video,) = tmp_path.glob("record/pendulum/*/videos/episode-0.mp4")
+    assert video.stat().st_size > 0

@@ -1,0 +1,132 @@
+"""The train-agent loop, tested with a stub agent in pendulum (episodes of 100 decisions)."""
+
+import json
+
+import pytest
+import yaml
+from stub_agent import SimulatedKill, StubAgent  # tests/runs is put on sys.path by conftest
+
+import agents
+from agents.base import is_timing
+from runs import cli
+from runs.checkpoint import load_checkpoint
+
+# pendulum: 200 env steps per episode, action repeat 2 -> 100 agent steps per episode.
+EPISODE = 100
+BASE = ["train-agent", "--agent", "stub", "--env", "pendulum", "--eval-episodes", "2",
+        "--steps", "450", "--eval-every", "200", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    monkeypatch.setitem(agents.AGENTS, "stub", ("stub_agent:StubAgent", "a stub agent"))
+    monkeypatch.setattr(StubAgent, "calls", {})
+    monkeypatch.setattr(StubAgent, "crash_at", 0)
+    return StubAgent
+
+
+def _run_dir(out_dir):
+    (run_dir,) = out_dir.glob("agent/*/*")
+    return run_dir
+
+
+def _metrics(run_dir, drop_timing=True):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    if drop_timing:
+        records = [{k: v for k, v in r.items() if not is_timing(k)} for r in records]
+    return records
+
+
+def test_chunks_evaluations_and_checkpoints(stub, out_dir):
+    assert cli.main([*BASE, "--out", str(out_dir)]) == 0
+    run_dir = _run_dir(out_dir)
+    assert run_dir.parent.name == "stub-reward-pendulum"
+    records = _metrics(run_dir)
+    # Chunks end at the first episode end at or after 200, 400 and 450.
+    evals = [r["step"] for r in records if "eval/return" in r]
+    assert evals == [200, 400, 500]
+    episodes = [r["step"] for r in records if "charts/episodic_return" in r]
+    assert episodes == [100, 200, 300, 400, 500]
+    assert all(r["eval/length"] == EPISODE for r in records if "eval/length" in r)
+    assert stub.calls["train_until"] == 3
+    assert stub.calls["act_eval"] == 3 * 2 * EPISODE
+    assert stub.calls["act_explore"] == 500
+    assert "load" not in stub.calls
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert state["step"] == 500 and state["agent"]["env_steps"] == 500
+    assert state["agent"]["episode"] == 5 and state["progress"]["evaluations"] == 3
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 500 and summary["metrics"]["evaluations"] == 3
+    assert summary["metrics"]["eval/return"] == records[-1]["eval/return"]
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["steps"] == 450 and saved["eval_every"] == 200 and saved["agent"] == "stub"
+
+
+def test_killed_run_resumes_to_identical_metrics(stub, out_dir, tmp_path):
+    assert cli.main([*BASE, "--out", str(tmp_path / "whole")]) == 0
+    whole = _run_dir(tmp_path / "whole")
+
+    stub.crash_at = 350  # in the second chunk (to 400), after the checkpoint at 200
+    with pytest.raises(SimulatedKill):
+        cli.main([*BASE, "--out", str(out_dir)])
+    run_dir = _run_dir(out_dir)
+    assert _metrics(run_dir)[-1]["step"] == 300  # an episode logged after the checkpoint
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 200
+
+    stub.crash_at, stub.calls = 0, {}
+    assert cli.main(["train-agent", "--resume", str(run_dir), "--quiet"]) == 0
+    assert stub.calls["load"] == 1
+    assert stub.calls["train_until"] == 2  # the chunks to 400 and 450
+    assert _metrics(run_dir) == _metrics(whole)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["metrics"]["evaluations"] == 3 and summary["steps"] == 500
+
+
+def test_resuming_a_finished_run_trains_no_further(stub, out_dir):
+    assert cli.main([*BASE, "--out", str(out_dir)]) == 0
+    run_dir = _run_dir(out_dir)
+    before = _metrics(run_dir)
+    stub.calls = {}
+    assert cli.main(["train-agent", "--resume", str(run_dir), "--quiet"]) == 0
+    assert "train_until" not in stub.calls and stub.calls["load"] == 1
+    assert _metrics(run_dir) == before
+    assert json.loads((run_dir / "summary.json").read_text())["metrics"]["evaluations"] == 3
+
+
+@pytest.mark.video
+def test_video_films_each_evaluation(stub, out_dir):
+    args = [*BASE, "--steps", "200", "--eval-episodes", "1", "--video", "--out", str(out_dir)]
+    assert cli.main(args) == 0
+    assert [p.name for p in (_run_dir(out_dir) / "videos").glob("*.mp4")] == ["eval-0000200.mp4"]
+
+
+def test_smoke_preset_and_set_reach_the_agent_config(stub, out_dir):
+    args = ["train-agent", "--agent", "stub", "--preset", "smoke", "--set", "scale=0.125",
+            "--objective", "preference", "--out", str(out_dir), "--quiet"]  # fmt: skip
+    assert cli.main(args) == 0
+    run_dir = _run_dir(out_dir)
+    assert run_dir.parent.name == "stub-preference-pendulum"
+    info = load_checkpoint(run_dir / "checkpoints" / "last.pt")["info"]["agent_config"]
+    assert info == {"scale": 0.125, "task": "pendulum", "objective": "preference"}
+    assert [r["step"] for r in _metrics(run_dir) if "eval/return" in r] == [200, 400]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--agent", "stub", "--objective", "efe"],
+         "invalid objective='efe': must be one of reward, preference for agent 'stub'"),
+        (["--agent", "stub", "--obs", "pixels"], "invalid obs='pixels'"),
+        (["--agent", "stub", "--set", "objective=preference"], "give objective as --objective"),
+        (["--agent", "stub", "--set", "nope=1"], "unknown key(s) nope in --set for stub"),
+        (["--agent", "stubb"], "unknown agent 'stubb'; did you mean 'stub'?"),
+        (["--agent", "stub", "--env", "pendulm"], "unknown task 'pendulm'; did you mean"),
+        (["--agent", "stub", "--steps", "0"], "invalid steps=0: must be > 0"),
+        (["--agent", "stub", "--objective", "joy"], "invalid objective='joy'"),
+    ],
+)  # fmt: skip
+def test_user_errors_exit_2_before_any_work(stub, out_dir, capsys, args, message):
+    assert cli.main(["train-agent", *args, "--out", str(out_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not out_dir.exists()
