@@ -62,6 +62,14 @@ MODES = {
     "full": {"collect": 30000, "eval_episodes": 50, "seconds": {"state": 300, "pixels": 600}},
 }
 LR = {"rssm": 1e-3, "mdnrnn": 1e-3, "ensemble": 1e-3}
+# Quick mode on a CPU: narrower conv stacks and shorter chunks, or pixel models would take
+# only a few dozen steps in their budget.
+QUICK_PIXELS = {
+    "rssm": ({"channels": (16, 32, 64, 128), "deter": 128, "hidden": 128, "embed": 128}, 16),
+    "mdnrnn": ({"channels": (16, 32, 64, 128)}, 16),
+}
+# Starts per horizon scored open loop (pixels decode one frame per start).
+EVAL_STARTS = {"state": 1000, "pixels": 300}
 
 
 def cases(only: list[str]) -> list[tuple[str, str, str]]:
@@ -78,43 +86,57 @@ def cases(only: list[str]) -> list[tuple[str, str, str]]:
 
 
 def run_case(
-    task: str, obs: str, name: str, mode: dict, seconds: float, seed: int, particles: int
+    task: str,
+    obs: str,
+    name: str,
+    mode: str,
+    seconds: float,
+    seed: int,
+    particles: int,
+    device: torch.device,
 ) -> dict:
     """Collect, train for ``seconds``, evaluate: one row of the table."""
+    settings = MODES[mode]
     seed_everything(seed)
     env = make_env(task, obs, seed=seed)
     start = time.perf_counter()
-    train = random_experience(env, empty_replay(env, 2 * mode["collect"] + 2), steps=mode["collect"])
+    collect = settings["collect"]
+    train = random_experience(env, empty_replay(env, 2 * collect + 2), steps=collect)
     spec, action_dim = observation_spec(env), ActionCodec(env.action_space).dim
     env.close()
     eval_env = make_env(task, obs, seed=seed + EVAL_SEED_OFFSET)
+    episodes = settings["eval_episodes"]
     held_out = random_experience(
-        eval_env, empty_replay(eval_env, 2 * 1000 * mode["eval_episodes"]), episodes=mode["eval_episodes"]
+        eval_env, empty_replay(eval_env, 2000 * episodes), episodes=episodes
     )
     eval_env.close()
     collect_seconds = time.perf_counter() - start
 
     cls = resolve("world model", name)
-    cfg = cls.Config(**(cls.STATE if obs == "state" else {}))
-    model = cls(cfg, spec, action_dim)
+    sizes, seq_len = dict(cls.STATE) if obs == "state" else {}, cls.TRAIN["seq_len"]
+    if obs == "pixels" and mode == "quick" and device.type == "cpu":
+        sizes, seq_len = QUICK_PIXELS[name]
+    model = cls(cls.Config(**sizes), spec, action_dim).to(device)
     if obs == "state":
         model.fit_normalizer(train.transitions())
     opt = model.optimizers(LR[name])
     lengths = sorted(train.episode_lengths())
     # Random inverted-pendulum episodes last a few steps: chunks must fit in most of them.
-    seq_len = max(2, min(cls.TRAIN["seq_len"], lengths[len(lengths) // 4]))
+    seq_len = max(2, min(seq_len, lengths[len(lengths) // 4]))
     batch = cls.TRAIN["batch_size"]
     model.train()
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        model.train_step(train.sample(batch, seq_len), opt)
+        model.train_step(train.sample(batch, seq_len).to(device), opt)
         steps += 1
     train_seconds = time.perf_counter() - start
     model.eval()
     context = CONTEXT[obs]
     linear = LinearDynamics.fit(train.transitions()) if obs == "state" else None
-    errors = open_loop_errors(model, held_out, context, HORIZONS, linear, particles)
-    sampled = open_loop_errors(model, held_out, context, HORIZONS, None, 16, limit=200)
+    limit = EVAL_STARTS[obs]
+    errors = open_loop_errors(model, held_out, context, HORIZONS, linear, particles, limit)
+    # The predictive mean of 16 sampled rollouts, for the JSON line.
+    sampled = open_loop_errors(model, held_out, context, HORIZONS, None, 16, limit // 5)
     errors.update({f"p16_{k}": v for k, v in sampled.items() if k.startswith("mse_h")})
     elbo_len = min(seq_len, max(held_out.episode_lengths()))
     speed = imagination_speed(model)
@@ -122,6 +144,7 @@ def run_case(
         "task": task,
         "obs": obs,
         "model": name,
+        "device": str(device),
         "steps": steps,
         "seq_len": seq_len,
         "train_seconds": round(train_seconds, 1),
@@ -146,7 +169,9 @@ def beats_baselines(row: dict, up_to: int = 25) -> bool | None:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = f"{'case':<30} {'steps':>6} {'seq/s':>7} " + " ".join(f"{'h' + str(h):>26}" for h in HORIZONS)
+    head = f"{'case':<30} {'steps':>6} {'seq/s':>7} " + " ".join(
+        f"{'h' + str(h):>26}" for h in HORIZONS
+    )
     print(head + f" {'reward':>17} {'lat.steps/s':>11} {'plan ms':>8}  beats")
     print(" " * 46 + "  (model / repeat / linear MSE; pixels: model MSE, PSNR dB model/repeat)")
     for r in rows:
@@ -155,14 +180,15 @@ def print_table(rows: list[dict]) -> None:
             if f"mse_h{h}" not in r:
                 cells.append(f"{'n/a':>26}")
             elif r["obs"] == "pixels":
-                cells.append(
-                    f"{r[f'mse_h{h}']:>8.4f} {r[f'psnr_h{h}']:>7.1f}/{r[f'psnr_h{h}_repeat']:<5.1f}    "
-                )
+                psnr = f"{r[f'psnr_h{h}']:>7.1f}/{r[f'psnr_h{h}_repeat']:<5.1f}"
+                cells.append(f"{r[f'mse_h{h}']:>8.4f} {psnr}    ")
             else:
                 cells.append(
                     f"{r[f'mse_h{h}']:>8.3g}/{r[f'mse_h{h}_repeat']:<8.3g}/{r[f'mse_h{h}_linear']:<8.3g}"
                 )
-        reward = f"{r.get('reward_mse', float('nan')):.3g}/{r.get('reward_mse_mean', float('nan')):.3g}"
+        reward = (
+            f"{r.get('reward_mse', float('nan')):.3g}/{r.get('reward_mse_mean', float('nan')):.3g}"
+        )
         beats = beats_baselines(r)
         print(
             f"{r['task'] + ':' + r['obs'] + ':' + r['model']:<30} {r['steps']:>6} "
@@ -178,20 +204,26 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=[], help="cases by prefix: task[:obs[:model]]")
     parser.add_argument("--seconds", type=float, default=None, help="training budget per model")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (imagination is timed there)")
     parser.add_argument(
         "--particles", type=int, default=0, help="open loop: 0 follows the mode, N averages N draws"
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    mode = MODES["quick" if args.quick else "full"]
+    mode = "quick" if args.quick else "full"
+    device = torch.device(args.device)
     rows = []
     for task, obs, name in cases(args.only):
-        seconds = args.seconds or mode["seconds"][obs]
-        rows.append(run_case(task, obs, name, mode, seconds, args.seed, args.particles))
+        seconds = args.seconds or MODES[mode]["seconds"][obs]
+        rows.append(run_case(task, obs, name, mode, seconds, args.seed, args.particles, device))
         print_table(rows[-1:])
     print()
     print_table(rows)
-    print(json.dumps({"bench": "world_models", "mode": "quick" if args.quick else "full", "rows": rows}))
+    print(
+        json.dumps(
+            {"bench": "world_models", "mode": "quick" if args.quick else "full", "rows": rows}
+        )
+    )
 
 
 if __name__ == "__main__":

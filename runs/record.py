@@ -14,14 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from tqdm.auto import tqdm
 
 import envs
+from runs import config as config_lib
 from runs.config import RunOptions, check, check_choice, check_positive
 from runs.errors import ConfigError, UserError
 from runs.policies import POLICIES, load_run_policy, make_policy
 from runs.registry import check_name, resolve
-from runs.run import Run, seed_everything
+from runs.run import Run, require_run_dir, seed_everything
 from runs.video import save_episode_video
 
 
@@ -29,16 +31,18 @@ from runs.video import save_episode_video
 class RecordConfig(RunOptions):
     """Record episodes of a policy in a task as mp4 and GIF videos."""
 
-    env: str = "reacher"
-    """Task to record (``activegen list`` shows them)."""
+    env: str | None = None
+    """Task to record (``activegen list`` shows them); default: the run's task with --run,
+    else reacher."""
     policy: str = "random"
     """Policy that needs no training (random); ignored with --run."""
     run: Path | None = None
     """Run folder of a trained agent whose policy to record (instead of --policy)."""
     episodes: int = 2
     """Number of episodes, one video each."""
-    obs_mode: str = "state"
-    """Observations the policy sees: state | pixels | both."""
+    obs_mode: str | None = None
+    """Observations the policy sees: state | pixels | both; default: the run's with --run,
+    else state."""
     action_repeat: int | None = None
     """Environment steps per action (the task's default when not given)."""
     max_steps: int | None = None
@@ -52,15 +56,27 @@ class RecordConfig(RunOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_name("task", self.env, envs.TASKS)
+        if self.env is not None:
+            check_name("task", self.env, envs.TASKS)
         check_name("policy", self.policy, POLICIES)
-        check_choice("obs_mode", self.obs_mode, envs.OBS_MODES)
+        if self.obs_mode is not None:
+            check_choice("obs_mode", self.obs_mode, envs.OBS_MODES)
         check_positive(self, "episodes", "fps")
         check(16 <= self.size <= 2048 and self.size % 2 == 0, "size", self.size, "even, 16..2048")
         if self.action_repeat is not None:
             check(self.action_repeat >= 1, "action_repeat", self.action_repeat, ">= 1")
         if self.max_steps is not None:
             check(self.max_steps >= 1, "max_steps", self.max_steps, ">= 1")
+
+
+def with_run_defaults(cfg: RecordConfig) -> RecordConfig:
+    """Fill ``env`` and ``obs_mode`` from the recorded run's config (or the plain defaults)."""
+    trained: dict = {}
+    if cfg.run is not None:
+        trained = yaml.safe_load((require_run_dir(cfg.run) / "config.yaml").read_text()) or {}
+    env = cfg.env or trained.get("env", "reacher")
+    obs_mode = cfg.obs_mode or trained.get("obs", "state")
+    return config_lib.replace(cfg, env=env, obs_mode=obs_mode)
 
 
 def _make(cfg: RecordConfig):
@@ -84,6 +100,7 @@ def record(cfg: RecordConfig) -> list[Path]:
     """Roll out ``cfg.episodes`` episodes, save their videos, return the video paths."""
     if cfg.resume is not None:
         raise ConfigError("record does not resume: its runs are short; run it again")
+    cfg = with_run_defaults(cfg)
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     task, env, frames = _make(cfg)

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 import agents
 import envs
+from agents.base import OBJECTIVES, OBS, PLANNERS
 from runs import config as config_lib
 from runs.config import RunOptions, check, check_choice
 from runs.errors import ConfigError, UserError
@@ -40,9 +41,6 @@ from runs.run import Run, seed_everything, select_device
 
 KIND = "agent"
 PRESETS = ("default", "smoke")
-OBJECTIVES = ("reward", "preference", "efe", "feef")
-OBS = ("state", "pixels")
-PLANNERS = ("cem", "mppi", "policy")
 # Env-step budgets of the benchmark tasks (the protocol); other tasks: DEFAULT_STEPS.
 TASK_STEPS = {"inverted-pendulum": 3000, "pendulum": 10000, "reacher": 20000, "mountaincar": 20000}
 DEFAULT_STEPS = 50000

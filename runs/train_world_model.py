@@ -83,7 +83,8 @@ class TrainWorldModelConfig(RunOptions):
     action_repeat: int | None = None
     """Environment steps per action (the task's default when not given)."""
     context: int | None = None
-    """Observations filtered before open-loop prediction (default: 1 for state, 5 for pixels)."""
+    """Observations seen before the first open-loop prediction starts (default: 1 for state,
+    5 for pixels)."""
     eval_episodes: int | None = None
     """Held-out random episodes for the final evaluation (default 10; smoke: 2)."""
     log_every: int = 50
@@ -204,7 +205,9 @@ class ActionCodec:
 
 def observation_spec(env: Any) -> DataSpec:
     shape = tuple(int(s) for s in env.observation_space.shape)
-    return DataSpec("image" if len(shape) == 3 else "vector", shape, 256 if len(shape) == 3 else None)
+    return DataSpec(
+        "image" if len(shape) == 3 else "vector", shape, 256 if len(shape) == 3 else None
+    )
 
 
 def empty_replay(env: Any, capacity: int) -> ReplayBuffer:
@@ -247,7 +250,9 @@ def collect(cfg: TrainWorldModelConfig, env: Any) -> ReplayBuffer:
     """The training experience named by ``cfg.collect``."""
     kind, arg = parse_collect(cfg.collect)  # type: ignore[arg-type]
     if kind == "random":
-        return random_experience(env, empty_replay(env, cfg.capacity), steps=int(arg), quiet=cfg.quiet)
+        return random_experience(
+            env, empty_replay(env, cfg.capacity), steps=int(arg), quiet=cfg.quiet
+        )
     path = Path(arg)
     files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
@@ -263,7 +268,9 @@ def evaluation_episodes(cfg: TrainWorldModelConfig) -> ReplayBuffer:
     """Held-out random episodes, the same for every run with the same seed."""
     env = make_task_env(cfg, cfg.seed + EVAL_SEED_OFFSET)
     spec_steps = 1000 * max(1, cfg.eval_episodes or 0) + 1000
-    buffer = random_experience(env, empty_replay(env, spec_steps * 2), episodes=cfg.eval_episodes or 0)
+    buffer = random_experience(
+        env, empty_replay(env, spec_steps * 2), episodes=cfg.eval_episodes or 0
+    )
     env.close()
     return buffer
 
@@ -279,14 +286,20 @@ class RunInfo:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "spec": {"kind": self.spec.kind, "shape": list(self.spec.shape), "levels": self.spec.levels},
+            "spec": {
+                "kind": self.spec.kind,
+                "shape": list(self.spec.shape),
+                "levels": self.spec.levels,
+            },
             "action_dim": self.action_dim,
             "model_config": config_lib.to_dict(self.model_cfg),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["spec"]["shape"] != list(self.spec.shape):
-            raise UserError(f"checkpoint was trained on observations shaped {state['spec']['shape']}")
+            raise UserError(
+                f"checkpoint was trained on observations shaped {state['spec']['shape']}"
+            )
 
 
 def train_world_model(cfg: TrainWorldModelConfig) -> Path:
@@ -361,7 +374,8 @@ def report(
     linear = None
     if not model.pixels and replay.num_steps > 0:
         linear = LinearDynamics.fit(replay.transitions())
-    errors = open_loop_errors(model, episodes, context, HORIZONS, linear)
+    limit = 300 if model.pixels else 1000  # starts per horizon; pixels decode one frame each
+    errors = open_loop_errors(model, episodes, context, HORIZONS, linear, limit=limit)
     if not errors:
         print(f"note: held-out episodes are too short for {context} context observations")
     elbo_len = min(cfg.seq_len or 2, max(episodes.episode_lengths()))
@@ -377,7 +391,9 @@ def report(
 def print_report(metrics: dict[str, float]) -> None:
     horizons = [h for h in HORIZONS if f"eval/mse_h{h}" in metrics]
     if horizons:
-        cols = ["model", "repeat"] + (["linear"] if f"eval/mse_h{horizons[0]}_linear" in metrics else [])
+        cols = ["model", "repeat"] + (
+            ["linear"] if f"eval/mse_h{horizons[0]}_linear" in metrics else []
+        )
         print("open-loop MSE  " + "  ".join(f"{c:>10}" for c in cols))
         for h in horizons:
             values = [metrics[f"eval/mse_h{h}"]] + [metrics[f"eval/mse_h{h}_{c}"] for c in cols[1:]]

@@ -22,7 +22,9 @@ Gaussian. ``mean`` (``sample=False``) follows the average of the members' means.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +62,10 @@ class EnsembleConfig:
     """Initial upper bound of the log-variance (learned)."""
     logvar_reg: float = 0.01
     """Weight of the penalty that pulls the bounds together."""
+    beta_nll: float = 0.5
+    """beta-NLL (Seitzer et al., 2022): weight each point's Gaussian NLL by its variance to
+    this power (stopped gradient); 0 is the plain NLL, which neglects the means of
+    hard-to-predict transitions (contacts) that then dominate the squared error."""
     weight_decay: float = 5e-5
     """L2 weight decay of the members."""
     bootstrap: bool = True
@@ -77,6 +83,7 @@ class EnsembleConfig:
         )
         check(self.min_logvar < self.max_logvar, "min_logvar", self.min_logvar, "< max_logvar")
         check(self.logvar_reg >= 0, "logvar_reg", self.logvar_reg, ">= 0")
+        check(0 <= self.beta_nll <= 1, "beta_nll", self.beta_nll, "in [0, 1]")
         check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
 
 
@@ -102,7 +109,7 @@ class GaussianEnsemble(nn.Module):
         super().__init__()
         widths = [in_features] + [cfg.hidden] * cfg.layers
         self.hidden = nn.ModuleList(
-            EnsembleLinear(cfg.members, a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)
+            EnsembleLinear(cfg.members, a, b) for a, b in itertools.pairwise(widths)
         )
         self.out = EnsembleLinear(cfg.members, widths[-1], 2 * out_features)
         self.max_logvar = nn.Parameter(torch.full((out_features,), cfg.max_logvar))
@@ -125,8 +132,8 @@ class EnsembleDynamics(WorldModel):
     """
 
     Config = EnsembleConfig
-    SMOKE = {"members": 3, "hidden": 16, "layers": 2, "head": (16,)}
-    TRAIN = {"steps": 5000, "batch_size": 256, "seq_len": 2, "lr": 1e-3}
+    SMOKE: ClassVar[dict[str, Any]] = {"members": 3, "hidden": 16, "layers": 2, "head": (16,)}
+    TRAIN: ClassVar[dict[str, Any]] = {"steps": 5000, "batch_size": 256, "seq_len": 2, "lr": 1e-3}
 
     def __init__(self, cfg: EnsembleConfig, spec: DataSpec, action_dim: int):
         super().__init__(cfg, spec, action_dim)
@@ -188,7 +195,9 @@ class EnsembleDynamics(WorldModel):
 
     def initial(self, batch_size: int) -> LatentState:
         zeros = torch.zeros(batch_size, self.obs_dim, device=self.device)
-        return LatentState(torch.zeros(batch_size, self.obs_dim + self.action_dim, device=self.device), zeros)
+        return LatentState(
+            torch.zeros(batch_size, self.obs_dim + self.action_dim, device=self.device), zeros
+        )
 
     def observe(
         self, obs: Tensor, action: Tensor, state: LatentState | None = None, sample: bool = True
@@ -242,7 +251,9 @@ class EnsembleDynamics(WorldModel):
                 torch.minimum(obs + delta * self.delta_std + self.delta_mean, self.obs_high),
                 self.obs_low,
             )
-            stats = torch.cat([obs + mean * self.delta_std + self.delta_mean, std * self.delta_std], -1)
+            stats = torch.cat(
+                [obs + mean * self.delta_std + self.delta_mean, std * self.delta_std], -1
+            )
             states.append(LatentState(deter, next_obs, stats))
             obs = next_obs
         return LatentState.stack(states)
@@ -283,7 +294,10 @@ class EnsembleDynamics(WorldModel):
             index = torch.arange(n, device=self.device).expand(m, n)
         mean, logvar = self.net(x[index])
         err = (mean - target[index]).pow(2)
-        nll = 0.5 * (err * (-logvar).exp() + logvar).sum(-1).mean()
+        nll = 0.5 * (err * (-logvar).exp() + logvar)
+        if self.cfg.beta_nll:
+            nll = nll * (self.cfg.beta_nll * logvar.detach()).exp()
+        nll = nll.sum(-1).mean()
         bounds = self.cfg.logvar_reg * (self.net.max_logvar.sum() - self.net.min_logvar.sum())
         ones = torch.ones_like(reward, dtype=torch.bool)
         reward_nll = masked_mean(self.reward_head.nll(x, reward), ones)

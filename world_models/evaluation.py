@@ -70,7 +70,9 @@ def _imagine_last(
         future = model.imagine(start, actions, sample=False)
         return model.decode(future[:, -1]), model.reward(future)
     n = actions.shape[0]
-    future = model.imagine(start.repeat_interleave(particles), actions.repeat_interleave(particles, 0))
+    future = model.imagine(
+        start.repeat_interleave(particles), actions.repeat_interleave(particles, 0)
+    )
     last = model.decode(future[:, -1]).unflatten(0, (n, particles)).mean(1)
     return last, model.reward(future).unflatten(0, (n, particles)).mean(1)
 
@@ -129,7 +131,9 @@ def open_loop_errors(
                 if psnr is not None:
                     parts.setdefault(f"psnr_h{h}{suffix}", []).append(psnr)
             true_reward = reward[1:].unfold(0, h, 1)[ts]  # (N, h)
-            parts.setdefault(f"reward_err_h{h}", []).append((pred_reward.cpu() - true_reward).pow(2))
+            parts.setdefault(f"reward_err_h{h}", []).append(
+                (pred_reward.cpu() - true_reward).pow(2)
+            )
             parts.setdefault(f"reward_true_h{h}", []).append(true_reward)
     out: dict[str, float] = {}
     for h in horizons:
@@ -177,6 +181,8 @@ def imagination_speed(
     def plan() -> None:
         for _ in range(iterations):
             model.reward(model.imagine(state, actions))
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
 
     plan()  # warm-up
     best = math.inf

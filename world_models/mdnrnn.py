@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -71,11 +72,12 @@ class MDNRNN(WorldModel):
 
     ``LatentState.deter`` is the GRU state ``h`` ``(..., hidden)``, ``stoch`` the latent
     ``z`` ``(..., latent)``; in imagined states ``stats`` holds the mean and std of the
-    mixture component ``z`` was drawn from ``(..., 2 * latent)``.
+    mixture component ``z`` was drawn from (or of the whole mixture when not sampling),
+    ``(..., 2 * latent)``.
     """
 
     Config = MDNRNNConfig
-    SMOKE = {
+    SMOKE: ClassVar[dict[str, Any]] = {
         "latent": 4,
         "hidden": 16,
         "mixtures": 2,
@@ -85,8 +87,14 @@ class MDNRNN(WorldModel):
     }
     # A Normal likelihood over a few standardised numbers weighs about as much as the KL,
     # and with beta=1 the VAE collapses onto its prior; pixels carry thousands of nats.
-    STATE = {"latent": 16, "hidden": 64, "mlp": (128, 128), "head": (64, 64), "beta": 0.1}
-    TRAIN = {"steps": 5000, "batch_size": 16, "seq_len": 32, "lr": 1e-3}
+    STATE: ClassVar[dict[str, Any]] = {
+        "latent": 16,
+        "hidden": 64,
+        "mlp": (128, 128),
+        "head": (64, 64),
+        "beta": 0.1,
+    }
+    TRAIN: ClassVar[dict[str, Any]] = {"steps": 5000, "batch_size": 16, "seq_len": 32, "lr": 1e-3}
 
     def __init__(self, cfg: MDNRNNConfig, spec: DataSpec, action_dim: int):
         super().__init__(cfg, spec, action_dim)
@@ -135,15 +143,19 @@ class MDNRNN(WorldModel):
         return torch.logsumexp(log_w + per_dim.sum(-1), -1)
 
     def _draw(self, h: Tensor, sample: bool, temperature: float) -> tuple[Tensor, Tensor]:
-        """A draw of ``z`` ``(N, latent)`` and the chosen component's ``[mean, std]``."""
+        """``z`` ``(N, latent)`` and ``[mean, std]`` ``(N, 2 * latent)``: a draw at
+        ``temperature`` with its component's mean and std, or (``sample=False``) the mixture's
+        mean with its overall std (the mean minimises the expected squared error)."""
         log_w, mean, std = self.mixture(h)
-        if sample:
-            k = torch.multinomial((log_w / temperature).softmax(-1), 1)
-        else:
-            k = log_w.argmax(-1, keepdim=True)
+        if not sample:
+            w = log_w.exp()[..., None]
+            expected = (w * mean).sum(-2)
+            var = (w * (std.pow(2) + mean.pow(2))).sum(-2) - expected.pow(2)
+            return expected, torch.cat([expected, var.clamp_min(0).sqrt()], -1)
+        k = torch.multinomial((log_w / temperature).softmax(-1), 1)
         index = k[..., None].expand(-1, 1, self.cfg.latent)
         mean, std = mean.gather(1, index).squeeze(1), std.gather(1, index).squeeze(1)
-        z = mean + std * math.sqrt(temperature) * torch.randn_like(std) if sample else mean
+        z = mean + std * math.sqrt(temperature) * torch.randn_like(std)
         return z, torch.cat([mean, std], -1)
 
     # -- the interface ----------------------------------------------------------------------
@@ -189,7 +201,9 @@ class MDNRNN(WorldModel):
     def dream(self, actions: Tensor, temperature: float | None = None) -> Tensor:
         """Observations ``(N, H, *shape)`` dreamed from scratch under ``actions`` ``(N, H, A)``."""
         with torch.no_grad():
-            return self.decode(self.imagine(self.initial(actions.shape[0]), actions, True, temperature))
+            return self.decode(
+                self.imagine(self.initial(actions.shape[0]), actions, True, temperature)
+            )
 
     def decode(self, states: LatentState) -> Tensor:
         z = states.stoch
@@ -215,8 +229,12 @@ class MDNRNN(WorldModel):
         mdn_nll = -self.mixture_log_prob(h, z).mean()
         features = torch.cat([h, z], -1)
         valid = ~batch.is_first.to(self.device)
-        reward_nll = masked_mean(self.reward_head.nll(features, batch.reward.to(self.device)), valid)
-        cont_nll = masked_mean(self.cont_head.nll(features, batch.terminated.to(self.device)), valid)
+        reward_nll = masked_mean(
+            self.reward_head.nll(features, batch.reward.to(self.device)), valid
+        )
+        cont_nll = masked_mean(
+            self.cont_head.nll(features, batch.terminated.to(self.device)), valid
+        )
         total = vae_loss + mdn_nll + reward_nll + cont_nll
         metrics = {
             "losses/vae": float(vae_loss.detach()),
@@ -245,4 +263,3 @@ class MDNRNN(WorldModel):
         if not self.pixels:  # the VAE saw standardised vectors: back to observation units
             elbo = elbo - self.obs_std.log().sum()
         return elbo.mean(1)
-

@@ -2,17 +2,19 @@
 
 A :class:`LatentPrior` learns ``p~(s)`` over vectors ``(N, F)``, for instance the latent
 states of encoded goal observations (:func:`goal_prior`), so a planner can score imagined
-states by their log-density. Three families, each the generative family's own model:
+states by their log-density. Three families, the first two the generative families' own
+density modules:
 
-- ``flow``: RealNVP (:mod:`generative.flows`), an exact log-density;
-- ``diffusion``: DDPM over vectors (:mod:`generative.diffusion`), whose ``log_prob`` is a
-  Monte Carlo estimate of the variational lower bound (``T`` denoiser calls: a slower and
-  noisier score than the flow's, and below the true log-density);
+- ``flow``: :class:`generative.flows.density.FlowDensity` (RealNVP), an exact log-density;
+- ``diffusion``: :class:`generative.diffusion.density.DiffusionDensity` (DDPM), whose
+  ``log_prob`` is a Monte Carlo estimate of the variational lower bound (``T`` denoiser
+  calls: a slower and noisier score than the flow's, and below the true log-density);
 - ``gaussian``: a diagonal Gaussian fitted by moments, the baseline.
 
 Examples are standardised by fixed statistics (saved as buffers, their log-determinant
-counted, so densities stay in the units of ``s``) and, while fitting, jittered with small
-Gaussian noise: goal examples are often few, and without it a flow collapses onto them.
+counted, so densities stay in the units of ``s``) and jittered with small Gaussian noise
+(copies of each example, at least :data:`MIN_FIT_EXAMPLES` in all): goal examples are
+often few, and without it a flow collapses onto them.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from generative.base import DataSpec
 from world_models.base import WorldModel, check
 
 KINDS = ("flow", "diffusion", "gaussian")
+MIN_FIT_EXAMPLES = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,26 +75,24 @@ class LatentPrior(nn.Module):
         self.dim = int(dim)
         self.register_buffer("shift", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(dim))
-        spec = DataSpec("vector", (self.dim,))
         self.model: nn.Module | None = None
         if cfg.kind == "flow":
-            from generative.flows.realnvp import RealNVP, RealNVPConfig
+            from generative.flows.density import FlowDensity
 
-            flow_cfg = RealNVPConfig(hidden=cfg.hidden, couplings=cfg.layers)
-            self.model = RealNVP(flow_cfg, spec)
+            self.model = FlowDensity(self.dim, "realnvp", hidden=cfg.hidden, couplings=cfg.layers)
         elif cfg.kind == "diffusion":
-            from generative.diffusion.ddpm import DDPM, DDPMConfig
+            from generative.diffusion.density import DiffusionDensity
 
-            ddpm_cfg = DDPMConfig(
+            # Standardisation is done here for every kind, so the density's own is off.
+            self.model = DiffusionDensity(
+                self.dim,
+                standardize=False,
                 timesteps=cfg.timesteps,
                 bound_steps=cfg.bound_steps,
                 hidden=cfg.hidden,
                 blocks=cfg.layers,
-                sampler="ddim",
                 sample_steps=min(50, cfg.timesteps),
             )
-            # Standardisation is done here for every kind, so DDPM's own is off.
-            self.model = DDPM(ddpm_cfg, spec, standardize=False)
 
     @property
     def device(self) -> torch.device:
@@ -102,8 +102,8 @@ class LatentPrior(nn.Module):
         return (s.to(self.device).float() - self.shift) / self.scale
 
     def fit(self, examples: Tensor, steps: int | None = None) -> dict[str, float]:
-        """Fit to examples ``(N, F)`` with random batches from torch's global generator;
-        returns the last training metrics."""
+        """Fit to examples ``(N, F)`` (batches drawn with torch's global generator); returns
+        the last training loss."""
         examples = examples.detach().to(self.device).float().reshape(-1, self.dim)
         self.shift.copy_(examples.mean(0))
         if examples.shape[0] > 1:
@@ -112,18 +112,14 @@ class LatentPrior(nn.Module):
         if self.model is None:
             return {}
         data = self._standardize(examples)
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
-        metrics: dict[str, float] = {}
-        self.model.train()
-        for _ in range(steps or self.cfg.steps):
-            batch = data[torch.randint(0, data.shape[0], (self.cfg.batch_size,), device=self.device)]
-            batch = batch + self.cfg.jitter * torch.randn_like(batch)
-            loss, metrics = self.model.loss(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        self.model.eval()
-        return {"prior/loss": float(loss.detach()), **{f"prior/{k}": v for k, v in metrics.items()}}
+        if self.cfg.jitter > 0:
+            copies = -(-MIN_FIT_EXAMPLES // data.shape[0])
+            data = data.repeat(copies, 1)
+            data = data + self.cfg.jitter * torch.randn_like(data)
+        losses = self.model.fit(
+            data, steps or self.cfg.steps, min(self.cfg.batch_size, data.shape[0]), self.cfg.lr
+        )
+        return {"prior/loss": losses[-1]}
 
     def log_prob(self, s: Tensor) -> Tensor:
         """``(..., F) -> (...)`` log-density in the units of ``s`` (diffusion: a bound)."""

@@ -128,9 +128,7 @@ class ReplayBuffer:
         self._open = True
         self._write_row(obs, torch.zeros(self.action_dim), 0.0, False, False)
 
-    def add(
-        self, action: Any, reward: float, obs: Any, terminated: bool, truncated: bool
-    ) -> None:
+    def add(self, action: Any, reward: float, obs: Any, terminated: bool, truncated: bool) -> None:
         """Append one environment step: the action taken, then what came back from ``step``.
 
         The episode closes when ``terminated`` or ``truncated`` is true; the next step
@@ -160,9 +158,15 @@ class ReplayBuffer:
         obs, action = _tensor(obs), _tensor(action, torch.float32)
         n = action.shape[0]
         if obs.shape[0] != n + 1:
-            raise ValueError(f"an episode of {n} actions needs {n + 1} observations, got {obs.shape[0]}")
+            raise ValueError(
+                f"an episode of {n} actions needs {n + 1} observations, got {obs.shape[0]}"
+            )
         reward = _tensor(reward, torch.float32).reshape(n)
-        terminated = torch.zeros(n, dtype=torch.bool) if terminated is None else _tensor(terminated, torch.bool)
+        terminated = (
+            torch.zeros(n, dtype=torch.bool)
+            if terminated is None
+            else _tensor(terminated, torch.bool)
+        )
         if truncated is None:
             truncated = torch.zeros(n, dtype=torch.bool)
             if n and not bool(terminated[-1]):
@@ -175,7 +179,9 @@ class ReplayBuffer:
         start = self._episodes[-1][0]
         if start + n + 1 > self.capacity:  # let _write_row handle the wrap row by row
             for t in range(n):
-                self.add(action[t], float(reward[t]), obs[t + 1], bool(terminated[t]), bool(truncated[t]))
+                self.add(
+                    action[t], float(reward[t]), obs[t + 1], bool(terminated[t]), bool(truncated[t])
+                )
             self._open = False
             return
         rows = slice(start + 1, start + n + 1)
@@ -190,7 +196,9 @@ class ReplayBuffer:
         self._high = max(self._high, self._pointer)
         self._open = False
 
-    def _write_row(self, obs: Any, action: Any, reward: float, terminated: bool, truncated: bool) -> None:
+    def _write_row(
+        self, obs: Any, action: Any, reward: float, terminated: bool, truncated: bool
+    ) -> None:
         if self._pointer >= self.capacity:
             self._wrap()
         row = self._pointer
@@ -388,8 +396,5 @@ def _episodes_in(data: dict[str, np.ndarray], obs_key: str, where: str) -> list[
 
 
 def _tensor(value: Any, dtype: torch.dtype | None = None) -> Tensor:
-    if isinstance(value, Tensor):
-        out = value.detach().cpu()
-    else:
-        out = torch.as_tensor(np.asarray(value))
+    out = value.detach().cpu() if isinstance(value, Tensor) else torch.as_tensor(np.asarray(value))
     return out if dtype is None else out.to(dtype)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,7 @@ from world_models.replay import Chunk
 from world_models.state import LatentState
 
 LATENTS = ("gaussian", "categorical")
+STOCH_PRIORS = ("gaussian", "flow")
 # Floor of a learned observation std: without one, a perfectly predictable dimension
 # (a fixed target) would drive its log-likelihood to infinity.
 MIN_OBS_STD = 1e-2
@@ -47,6 +49,13 @@ class RSSMConfig:
     """Gaussian latent size, or the number of categorical variables."""
     latent: str = "gaussian"
     """gaussian | categorical (one-hot samples, straight-through gradients)."""
+    stoch_prior: str = "gaussian"
+    """gaussian | flow: the prior p(s | h) as a Gaussian, or a Gaussian pushed through a
+    learned RealNVP (latent=gaussian only; its KL is then a one-sample estimate)."""
+    flow_layers: int = 4
+    """Coupling layers of the flow prior."""
+    flow_hidden: int = 64
+    """Width of the flow prior's conditioners."""
     classes: int = 16
     """Classes of each categorical variable (latent=categorical)."""
     hidden: int = 200
@@ -83,6 +92,20 @@ class RSSMConfig:
         for name in ("deter", "stoch", "hidden", "embed"):
             check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
         check(self.latent in LATENTS, "latent", self.latent, "one of " + ", ".join(LATENTS))
+        check(
+            self.stoch_prior in STOCH_PRIORS,
+            "stoch_prior",
+            self.stoch_prior,
+            "one of " + ", ".join(STOCH_PRIORS),
+        )
+        check(
+            self.stoch_prior == "gaussian" or self.latent == "gaussian",
+            "stoch_prior",
+            self.stoch_prior,
+            "gaussian with latent=categorical",
+        )
+        check(self.flow_layers >= 1, "flow_layers", self.flow_layers, ">= 1")
+        check(self.flow_hidden >= 1, "flow_hidden", self.flow_hidden, ">= 1")
         check(self.classes >= 2, "classes", self.classes, ">= 2")
         check(all(h >= 1 for h in self.mlp), "mlp", self.mlp, "positive widths")
         check(all(h >= 1 for h in self.head), "head", self.head, "positive widths")
@@ -150,7 +173,7 @@ class RSSM(WorldModel):
     """
 
     Config = RSSMConfig
-    SMOKE = {
+    SMOKE: ClassVar[dict[str, Any]] = {
         "deter": 16,
         "stoch": 4,
         "classes": 4,
@@ -161,7 +184,7 @@ class RSSM(WorldModel):
         "channels": (4, 4, 8, 8),
     }
     # State vectors need far less than pixels; small sizes keep planning fast on a CPU.
-    STATE = {
+    STATE: ClassVar[dict[str, Any]] = {
         "deter": 64,
         "stoch": 16,
         "hidden": 64,
@@ -171,7 +194,7 @@ class RSSM(WorldModel):
         # A learned std lets reconstructions of a few numbers become precise.
         "obs_std": 0.0,
     }
-    TRAIN = {"steps": 5000, "batch_size": 16, "seq_len": 50, "lr": 6e-4}
+    TRAIN: ClassVar[dict[str, Any]] = {"steps": 5000, "batch_size": 16, "seq_len": 50, "lr": 6e-4}
 
     def __init__(self, cfg: RSSMConfig, spec: DataSpec, action_dim: int):
         super().__init__(cfg, spec, action_dim)
@@ -191,9 +214,15 @@ class RSSM(WorldModel):
         self.obs_out = mlp(cfg.deter + cfg.embed, (cfg.hidden,), stats)
         self.reward_head = RewardHead(features, cfg.head)
         self.cont_head = ContinuationHead(features, cfg.head)
-        self.obs_log_std = (
-            nn.Parameter(torch.zeros(spec.shape)) if cfg.obs_std == 0 else None
-        )
+        self.obs_log_std = nn.Parameter(torch.zeros(spec.shape)) if cfg.obs_std == 0 else None
+        self.prior_flow: nn.Module | None = None
+        if cfg.stoch_prior == "flow":
+            from generative.flows.density import FlowDensity
+
+            density = FlowDensity(
+                cfg.stoch, "realnvp", hidden=cfg.flow_hidden, couplings=cfg.flow_layers
+            )
+            self.prior_flow = density.model.flow  # data -> base: (N, S) -> (z, log|dz/ds|)
 
     @property
     def feature_size(self) -> int:
@@ -239,7 +268,8 @@ class RSSM(WorldModel):
         return 0.5 * (ratio + ((qm - pm) / ps).pow(2) - 1 - ratio.log()).sum(-1)
 
     def entropy(self, states: LatentState) -> Tensor:
-        """Entropy of the distribution each ``stoch`` was drawn from, ``(*batch,)``."""
+        """Entropy of the distribution each ``stoch`` was drawn from, ``(*batch,)`` (with
+        the flow prior: of its Gaussian base)."""
         assert states.stats is not None
         if self.categorical:
             logp = states.stats
@@ -257,7 +287,10 @@ class RSSM(WorldModel):
         x = F.silu(self.img_in(torch.cat([state.stoch, action], -1)))
         deter = self.gru(x, state.deter)
         stats = self._stats(self.img_out(deter))
-        return LatentState(deter, self._draw(stats, sample), stats)
+        stoch = self._draw(stats, sample)
+        if self.prior_flow is not None:  # stats stay those of the Gaussian base
+            stoch = self.prior_flow.inverse(stoch)
+        return LatentState(deter, stoch, stats)
 
     def obs_step(
         self, state: LatentState, action: Tensor, embed: Tensor, sample: bool = True
@@ -325,15 +358,49 @@ class RSSM(WorldModel):
         nll = 0.5 * z.pow(2) + log_std + HALF_LOG_2PI
         return nll.flatten(2).sum(-1)
 
+    def flow_prior_log_prob(self, stoch: Tensor, stats: Tensor, frozen: bool = False) -> Tensor:
+        """``log p(s | h)`` ``(...)`` under the flow prior, from the base's ``stats``;
+        ``frozen`` stops the gradient to the flow's weights (not to ``stoch``)."""
+        assert self.prior_flow is not None
+        flow = self.prior_flow
+        flat = stoch.reshape(-1, stoch.shape[-1])
+        if frozen:
+            params = {k: v.detach() for k, v in flow.named_parameters()}
+            z, log_det = torch.func.functional_call(flow, params, (flat,))
+        else:
+            z, log_det = flow(flat)
+        mean, std = stats.reshape(-1, stats.shape[-1]).chunk(2, -1)
+        base = (-0.5 * ((z - mean) / std).pow(2) - std.log() - HALF_LOG_2PI).sum(-1)
+        return (base + log_det).reshape(stoch.shape[:-1])
+
+    def _flow_kl(self, post: LatentState, prior_stats: Tensor) -> tuple[Tensor, Tensor]:
+        """KL balancing for the flow prior with the one-sample estimate
+        ``log q(s) - log p(s | h)`` at the posterior's draw ``s`` (see :func:`kl_balanced`)."""
+        assert post.stats is not None
+        alpha, free = self.cfg.kl_balance, self.cfg.free_nats
+
+        def log_q(s: Tensor, stats: Tensor) -> Tensor:
+            mean, std = stats.chunk(2, -1)
+            return (-0.5 * ((s - mean) / std).pow(2) - std.log() - HALF_LOG_2PI).sum(-1)
+
+        s, q = post.stoch, post.stats
+        dyn = log_q(s.detach(), q.detach()) - self.flow_prior_log_prob(s.detach(), prior_stats)
+        rep = log_q(s, q) - self.flow_prior_log_prob(s, prior_stats.detach(), frozen=True)
+        loss = alpha * dyn.clamp_min(free).mean() + (1 - alpha) * rep.clamp_min(free).mean()
+        return loss, dyn.detach()
+
     def _terms(self, batch: Chunk) -> dict[str, Tensor]:
         post, prior = self.filter(batch.obs, batch.action)
         target = self.preprocess(batch.obs)
         recon = self._decode_raw(post.features)
         recon_nll = self.observation_nll(recon, target)
         assert post.stats is not None and prior.stats is not None
-        kl_loss, kl = kl_balanced(
-            self.kl, post.stats, prior.stats, self.cfg.kl_balance, self.cfg.free_nats
-        )
+        if self.prior_flow is None:
+            kl_loss, kl = kl_balanced(
+                self.kl, post.stats, prior.stats, self.cfg.kl_balance, self.cfg.free_nats
+            )
+        else:
+            kl_loss, kl = self._flow_kl(post, prior.stats)
         # A chunk's first row of an episode has no reward or termination to predict.
         valid = ~batch.is_first.to(self.device)
         reward_nll = masked_mean(

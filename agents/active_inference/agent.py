@@ -97,11 +97,11 @@ class Config:
 
     horizon: int = 15
     """Planning horizon H in agent steps."""
-    candidates: int = 1000
+    candidates: int = 400
     """Candidate action sequences per planning iteration."""
     iterations: int = 5
     """Planner iterations per action."""
-    elites: int = 100
+    elites: int = 40
     """CEM elites."""
     temperature: float = 0.5
     """MPPI temperature, in units of the costs' spread."""
@@ -111,9 +111,10 @@ class Config:
     """Initial std of the planner's action distribution."""
     min_std: float = 0.05
     """Floor on the planner's action std."""
-    particles: int = 1
-    """Imagined futures per candidate (with the ensemble, particle p of candidate n is
-    propagated by member (n P + p) mod M)."""
+    particles: int = 5
+    """Imagined futures per candidate; with the ensemble, particle p of candidate n is
+    propagated by member (n P + p) mod M, so P = M scores every candidate under every member
+    (with P = 1 the planner favours whichever member is most optimistic)."""
     propagation_noise: bool = True
     """Sample the ensemble's predicted noise along imagined trajectories (PETS TS1)."""
     discount: float = 1.0
@@ -155,8 +156,9 @@ class Config:
 
     prefill: int = 200
     """Agent steps of uniformly random actions before planning (whole episodes)."""
-    explore_noise: float = 0.1
-    """Std of the Gaussian noise added to actions while training."""
+    explore_noise: float = 0.0
+    """Std of Gaussian noise added to planned actions while training (the planner's own
+    sampling already explores; on inverted-pendulum 0.1 kept the pole from balancing)."""
     train_every: int = 25
     """Agent steps between training phases."""
     train_steps: int = 25
@@ -716,7 +718,6 @@ class ActiveInferenceAgent:
                     self.objective,
                     score,
                     needs,
-                    lambda: list(self.model.parameters()),
                 )
             )
         return metrics

@@ -37,7 +37,8 @@ class Needs:
     reward: bool = False
     """Predicted rewards and continuation probabilities."""
     members: bool = False
-    """Every ensemble member's prediction at every particle (``M`` times the network calls)."""
+    """Every ensemble member's prediction (the inputs of the ensemble's epistemic estimators);
+    see :func:`imagine` for when this costs ``M`` times the network calls."""
     latent_kl: bool = False
     """RSSM: posterior-to-prior KL after an imagined observation (decoder + encoder calls)."""
     outcomes: bool = False
@@ -63,6 +64,7 @@ class Imagined:
     reward, cont: ``(R,)`` predicted reward and probability that the episode goes on.
     member_mean, member_std: ``(M, R, D)`` every ensemble member's predicted observation.
     latent_kl: ``(R,)`` ``KL[q(s | o) || p(s)]`` after an imagined observation (RSSM).
+    pred_mean, pred_std: ``(R, D)`` the Gaussian each row's own member predicted (ensemble).
     """
 
     state: LatentState
@@ -73,6 +75,8 @@ class Imagined:
     member_mean: Tensor | None = None
     member_std: Tensor | None = None
     latent_kl: Tensor | None = None
+    pred_mean: Tensor | None = None
+    pred_std: Tensor | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +141,7 @@ class EnsembleImaginer(Imaginer):
         m, r = self.model.members, x.shape[0]
         pad = -r % m
         if pad:
-            x = torch.cat([x, x[:pad]], 0)
+            x = torch.cat([x, x[torch.arange(pad, device=x.device) % r]], 0)
         mean, logvar = self.model.net(x.view(-1, m, x.shape[-1]).transpose(0, 1))
         return (
             mean.transpose(0, 1).reshape(-1, mean.shape[-1])[:r],
@@ -176,6 +180,8 @@ class EnsembleImaginer(Imaginer):
             cont,
             member_mean,
             member_std,
+            pred_mean=obs + mean * model.delta_std + model.delta_mean,
+            pred_std=obs_std,
         )
 
     def features(self, state: LatentState) -> Tensor:
@@ -245,10 +251,17 @@ def make_imaginer(model: WorldModel, noise: bool = True) -> Imaginer:
 
 
 def stack(
-    steps: list[tuple[Tensor, Imagined]], candidates: int, keep_outcomes: bool = False
+    steps: list[tuple[Tensor, Imagined]],
+    candidates: int,
+    keep_outcomes: bool = False,
+    members_from_particles: bool = False,
 ) -> Rollout:
     """Steps ``[(log p̃ (R,), Imagined of R rows)] * H`` with ``R = N * P`` rows
-    (candidate-major) -> a :class:`Rollout` of ``(N, P, H)`` tensors."""
+    (candidate-major) -> a :class:`Rollout` of ``(N, P, H)`` tensors.
+
+    ``members_from_particles`` takes the member arrays from the particles' own predictions:
+    ``(P, N, 1, H, D)``, each particle a component of the predictive mixture.
+    """
     n = candidates
     p = steps[0][0].shape[0] // n
     h = len(steps)
@@ -266,6 +279,12 @@ def stack(
     outcomes = None
     if keep_outcomes:
         outcomes = column([None if s.obs is None else s.obs.flatten(1) for s in imagined])
+    member_mean = column([s.member_mean for s in imagined], members=True)
+    member_std = column([s.member_std for s in imagined], members=True)
+    if members_from_particles:
+        mean, std = column([s.pred_mean for s in imagined]), column([s.pred_std for s in imagined])
+        assert mean is not None and std is not None
+        member_mean, member_std = mean.transpose(0, 1)[:, :, None], std.transpose(0, 1)[:, :, None]
     return Rollout(
         log_preference=column([lp for lp, _ in steps]),  # type: ignore[arg-type]
         obs_entropy=column([s.obs_entropy for s in imagined]),  # type: ignore[arg-type]
@@ -273,8 +292,8 @@ def stack(
         cont=column([s.cont for s in imagined]),
         latent_kl=column([s.latent_kl for s in imagined]),
         outcomes=outcomes,
-        member_mean=column([s.member_mean for s in imagined], members=True),
-        member_std=column([s.member_std for s in imagined], members=True),
+        member_mean=member_mean,
+        member_std=member_std,
     )
 
 
@@ -288,7 +307,14 @@ def imagine(
 ) -> Rollout:
     """Roll ``actions`` ``(N, H, A)`` forward from ``start`` (one state ``(1, .)`` or one
     per candidate ``(N, .)``) with ``particles`` samples each; score every step with
-    ``log_preference``. Returns a :class:`Rollout` of ``(N, P, H)`` tensors."""
+    ``log_preference``. Returns a :class:`Rollout` of ``(N, P, H)`` tensors.
+
+    With the ensemble and ``needs.members``: when the particles of a candidate cover every
+    member equally (``P`` a multiple of ``M``, e.g. ``P = M``) the members' predictions are
+    those each member makes along its own particles, at no extra cost (their spread then
+    holds both the disagreement of the parameters and that of the states they led to);
+    otherwise every member predicts from every particle's state (``M`` times the calls).
+    """
     n, h, _ = actions.shape
     rows = n * particles
     if start.shape[0] == 1:
@@ -296,9 +322,15 @@ def imagine(
     else:
         state = start.repeat_interleave(particles)
     acts = actions.repeat_interleave(particles, 0) if particles > 1 else actions
+    from_particles = (
+        needs.members
+        and isinstance(imaginer, EnsembleImaginer)
+        and particles % imaginer.model.members == 0
+    )
+    step_needs = dataclasses.replace(needs, members=False) if from_particles else needs
     steps = []
     for t in range(h):
-        step = imaginer.step(state, acts[:, t], needs)
+        step = imaginer.step(state, acts[:, t], step_needs)
         state = step.state
         steps.append((log_preference(step), step))
-    return stack(steps, n, needs.outcomes)
+    return stack(steps, n, needs.outcomes, from_particles)

@@ -19,7 +19,6 @@ scale.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -150,27 +149,29 @@ class ActorCritic(nn.Module):
         objective: Objective,
         log_preference: LogPreference,
         needs: Needs,
-        world_model_params: Callable[[], list[nn.Parameter]],
     ) -> dict[str, float]:
-        """One actor and one critic step from start states ``(B, .)``; returns metrics."""
+        """One actor and one critic step from start states ``(B, .)``; returns metrics.
+
+        Gradients reach only the actor's and the critic's weights (``backward(inputs=...)``):
+        the world model and the preference stay as they are."""
         cfg = self.cfg
         rollout, features, entropy = self.imagine(imaginer, start.detach(), log_preference, needs)
         reward = -objective.per_step(rollout)  # (B, H)
         discount = torch.full_like(reward, cfg.discount)
         if rollout.cont is not None:
             discount = discount * rollout.cont[:, 0]
-        value = self.value(features)
+        # The critic predicts returns in units of their running spread (see the docstring).
+        scale = self.return_scale.clamp_min(1.0)
+        value = self.value(features) * scale
         returns = lambda_returns(reward, value, discount, cfg.lambda_)
         # Weights: the probability that the imagined episode is still going at each start.
         weights = torch.cumprod(
             torch.cat([torch.ones_like(discount[:, :1]), discount[:, :-1] / cfg.discount], 1), 1
         ).detach()
         with torch.no_grad():
-            spread = torch.quantile(returns.flatten(), 0.95) - torch.quantile(
-                returns.flatten(), 0.05
-            )
+            flat = returns.flatten()
+            spread = torch.quantile(flat, 0.95) - torch.quantile(flat, 0.05)
             self.return_scale.mul_(0.99).add_(0.01 * spread)
-        scale = self.return_scale.clamp_min(1.0)
         actor_loss = -(weights * (returns / scale + cfg.entropy_scale * entropy)).mean()
         actor_params = list(self.actor.parameters())
         self.optimizers["actor"].zero_grad(set_to_none=True)
@@ -179,14 +180,12 @@ class ActorCritic(nn.Module):
         self.optimizers["actor"].step()
 
         critic_params = list(self.critic.parameters())
-        target = returns.detach()
+        target = (returns / scale).detach()
         critic_loss = (weights * (self.value(features[:, :-1].detach()) - target).pow(2)).mean()
         self.optimizers["critic"].zero_grad(set_to_none=True)
         critic_loss.backward(inputs=critic_params)
         nn.utils.clip_grad_norm_(critic_params, cfg.grad_clip)
         self.optimizers["critic"].step()
-        for p in world_model_params():
-            p.grad = None
         return {
             "losses/actor": float(actor_loss.detach()),
             "losses/critic": float(critic_loss.detach()),

@@ -11,7 +11,9 @@ from world_models import replay as replay_module
 
 
 def _train(out_dir, *args: str) -> int:
-    return cli.main(["train-world-model", "--preset", "smoke", "--out", str(out_dir), "--quiet", *args])
+    return cli.main(
+        ["train-world-model", "--preset", "smoke", "--out", str(out_dir), "--quiet", *args]
+    )
 
 
 def _run_dir(out_dir):

@@ -44,7 +44,8 @@ def test_disagreement_shrinks_where_data_is_dense():
 
     def disagreement(x: torch.Tensor) -> float:
         deter = torch.stack([x, torch.zeros_like(x)], -1)
-        return float(model.disagreement(LatentState(deter, x[:, None])).mean())
+        with torch.no_grad():
+            return float(model.disagreement(LatentState(deter, x[:, None])).mean())
 
     dense, far = disagreement(torch.linspace(-0.4, 0.4, 50)), disagreement(torch.linspace(2, 3, 50))
     assert dense < far / 10, (dense, far)

@@ -28,7 +28,9 @@ def test_loss_decreases_and_beats_repeating_the_last_observation(name, point_mas
     opt = model.optimizers(3e-3)
     seq_len = 2 if name == "ensemble" else 10
     batch = 64 if name == "ensemble" else 16
-    losses = [model.train_step(train.sample(batch, seq_len), opt)["losses/total"] for _ in range(STEPS)]
+    losses = [
+        model.train_step(train.sample(batch, seq_len), opt)["losses/total"] for _ in range(STEPS)
+    ]
     first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
     assert last < first - 0.5, (first, last)
 

@@ -22,7 +22,10 @@ def test_flow_prior_density_integrates_to_one_on_a_grid():
     assert abs(float(density.sum()) * cell - 1.0) < 0.05
     # ... and it has learned where the data is.
     with torch.no_grad():
-        on, off = prior.log_prob(torch.tensor([[1.5, 0.0]])), prior.log_prob(torch.tensor([[0.0, -3.0]]))
+        on, off = (
+            prior.log_prob(torch.tensor([[1.5, 0.0]])),
+            prior.log_prob(torch.tensor([[0.0, -3.0]])),
+        )
     assert float(on) > float(off) + 3
 
 

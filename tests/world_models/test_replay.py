@@ -25,7 +25,9 @@ def _fill(buffer: ReplayBuffer, lengths, stepwise_every: int = 2, first_id: int 
             buffer.start_episode(obs[0])
             for t in range(steps):
                 last = t == steps - 1
-                buffer.add(actions[t], rewards[t], obs[t + 1], bool(flags[t]), last and not flags[t])
+                buffer.add(
+                    actions[t], rewards[t], obs[t + 1], bool(flags[t]), last and not flags[t]
+                )
         else:
             buffer.add_episode(obs, actions, rewards, terminated=flags)
 

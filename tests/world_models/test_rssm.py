@@ -19,10 +19,18 @@ def _model(latent: str = "gaussian", pixels: bool = False, **changes) -> RSSM:
 def test_observe_then_imagine_shapes(latent, pixels):
     model = _model(latent, pixels)
     b, t, h = 3, 6, 4
-    obs = torch.randint(0, 256, (b, t, 3, 16, 16), dtype=torch.uint8) if pixels else torch.randn(b, t, 5)
+    obs = (
+        torch.randint(0, 256, (b, t, 3, 16, 16), dtype=torch.uint8)
+        if pixels
+        else torch.randn(b, t, 5)
+    )
     states = model.observe(obs, torch.randn(b, t, 2))
     s = 3 * 4 if latent == "categorical" else 3
-    assert states.shape == (b, t) and states.deter.shape == (b, t, 12) and states.stoch.shape == (b, t, s)
+    assert (
+        states.shape == (b, t)
+        and states.deter.shape == (b, t, 12)
+        and states.stoch.shape == (b, t, s)
+    )
     future = model.imagine(states[:, -1], torch.randn(b, h, 2))
     assert future.shape == (b, h) and future.features.shape == (b, h, 12 + s)
     assert model.decode(future).shape == (b, h, *model.spec.shape)
@@ -38,7 +46,9 @@ def test_kl_is_zero_when_posterior_equals_prior(latent):
     prior = model.img_step(model.initial(7), torch.randn(7, 2))
     assert torch.allclose(model.kl(prior.stats, prior.stats), torch.zeros(7), atol=1e-6)
     loss, kl = kl_balanced(model.kl, prior.stats, prior.stats, alpha=0.8, free_nats=0.0)
-    assert float(loss.detach()) == pytest.approx(0.0, abs=1e-6) and torch.allclose(kl, torch.zeros(7), atol=1e-6)
+    assert float(loss.detach()) == pytest.approx(0.0, abs=1e-6) and torch.allclose(
+        kl, torch.zeros(7), atol=1e-6
+    )
 
 
 def test_gaussian_kl_matches_torch_distributions():
@@ -90,3 +100,26 @@ def test_latent_state_helpers():
     assert s[:, -1].shape == (2,) and s.flatten().shape == (6,)
     assert LatentState.stack([s[:, 0], s[:, 1]]).shape == (2, 2)
     assert s[:, 0].repeat_interleave(3).shape == (6,)
+
+
+def test_flow_prior_starts_as_the_gaussian_and_trains(point_mass_data):
+    torch.manual_seed(0)
+    model = _model(stoch_prior="flow", flow_layers=2, flow_hidden=8)
+    prior = model.img_step(model.initial(6), torch.randn(6, 2))
+    mean, std = prior.stats.chunk(2, -1)
+    # A new RealNVP is the identity, so the flow prior is its Gaussian base.
+    expected = torch.distributions.Normal(mean, std).log_prob(prior.stoch).sum(-1)
+    assert torch.allclose(model.flow_prior_log_prob(prior.stoch, prior.stats), expected, atol=1e-5)
+
+    data = point_mass_data[0]
+    model = RSSM(
+        RSSMConfig(**{**SIZES, "stoch_prior": "flow", "flow_layers": 2}),
+        DataSpec("vector", (4,)),
+        2,
+    )
+    model.fit_normalizer(data.transitions())
+    opt = model.optimizers(3e-3)
+    losses = [model.train_step(data.sample(8, 6), opt)["losses/total"] for _ in range(60)]
+    assert sum(losses[-10:]) < sum(losses[:10])
+    future = model.imagine(model.initial(3), torch.randn(3, 4, 2))
+    assert future.shape == (3, 4) and torch.isfinite(future.stoch).all()
