@@ -112,9 +112,10 @@ class Config:
     min_std: float = 0.05
     """Floor on the planner's action std."""
     particles: int = 5
-    """Imagined futures per candidate; with the ensemble, particle p of candidate n is
-    propagated by member (n P + p) mod M, so P = M scores every candidate under every member
-    (with P = 1 the planner favours whichever member is most optimistic)."""
+    """Imagined futures per candidate; with the ensemble and P = M, member p propagates
+    particle p of every candidate, so every candidate is scored under every member (with
+    P = 1 each candidate meets one member, and the planner favours whichever member is
+    most optimistic: on inverted-pendulum it then never learned to balance)."""
     propagation_noise: bool = True
     """Sample the ensemble's predicted noise along imagined trajectories (PETS TS1)."""
     discount: float = 1.0

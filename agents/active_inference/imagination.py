@@ -8,8 +8,9 @@ observation). :func:`imagine` rolls ``N`` candidate action sequences with ``P`` 
 each and returns a :class:`Rollout` of ``(N, P, H)`` tensors; the amortised policy calls
 :meth:`Imaginer.step` itself, with actions chosen along the way.
 
-Rows are candidate-major (row ``n * P + p`` is particle ``p`` of candidate ``n``). Nothing
-loops over candidates or particles; the only Python loop is over the horizon.
+Rows are particle-major (row ``p * N + n`` is particle ``p`` of candidate ``n``), so that an
+ensemble member's rows form one contiguous block. Nothing loops over candidates or
+particles; the only Python loop is over the horizon.
 """
 
 from __future__ import annotations
@@ -122,10 +123,11 @@ class Imaginer:
 class EnsembleImaginer(Imaginer):
     """Trajectory sampling (PETS TS1) in a probabilistic ensemble.
 
-    Row ``r`` is propagated by member ``r mod M`` for the whole rollout, so the ``P``
-    particles of a candidate cover ``min(P, M)`` members; each step adds the member's
-    predicted noise when ``noise`` is true. With ``needs.members`` every member also
-    predicts from every row's state (the inputs of the parameter information gain).
+    The ``R`` rows are split into ``M`` contiguous blocks of ``ceil(R / M)``, block ``m``
+    propagated by member ``m`` for the whole rollout: with particle-major rows and ``P = M``
+    particles, member ``p`` propagates particle ``p`` of every candidate. Each step adds the
+    member's predicted noise when ``noise`` is true. With ``needs.members`` every member
+    also predicts from every row's state (the inputs of the parameter information gain).
     """
 
     def __init__(self, model: EnsembleDynamics, noise: bool = True):
@@ -137,16 +139,13 @@ class EnsembleImaginer(Imaginer):
         return torch.cat([(obs - m.obs_mean) / m.obs_std, action], -1)
 
     def _own_members(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Row ``r`` through member ``r mod M``: ``(R, I)`` -> mean, logvar ``(R, D)``."""
+        """Each block of rows through its member: ``(R, I)`` -> mean, logvar ``(R, D)``."""
         m, r = self.model.members, x.shape[0]
         pad = -r % m
         if pad:
-            x = torch.cat([x, x[torch.arange(pad, device=x.device) % r]], 0)
-        mean, logvar = self.model.net(x.view(-1, m, x.shape[-1]).transpose(0, 1))
-        return (
-            mean.transpose(0, 1).reshape(-1, mean.shape[-1])[:r],
-            logvar.transpose(0, 1).reshape(-1, logvar.shape[-1])[:r],
-        )
+            x = torch.cat([x, x[:1].expand(pad, -1)], 0)
+        mean, logvar = self.model.net(x.view(m, -1, x.shape[-1]))
+        return mean.reshape(-1, mean.shape[-1])[:r], logvar.reshape(-1, logvar.shape[-1])[:r]
 
     def step(self, state: LatentState, action: Tensor, needs: Needs) -> Imagined:
         model = self.model
@@ -155,8 +154,8 @@ class EnsembleImaginer(Imaginer):
         member_mean = member_std = None
         if needs.members:
             means, logvars = model.net(x.expand(model.members, *x.shape))
-            own = torch.arange(x.shape[0], device=x.device) % model.members
             rows = torch.arange(x.shape[0], device=x.device)
+            own = rows // -(-x.shape[0] // model.members)
             mean, logvar = means[own, rows], logvars[own, rows]
             member_mean = obs + means * model.delta_std + model.delta_mean
             member_std = (0.5 * logvars).exp() * model.delta_std
@@ -165,7 +164,7 @@ class EnsembleImaginer(Imaginer):
         std = (0.5 * logvar).exp()
         delta = mean + std * torch.randn_like(std) if self.noise else mean
         next_obs = obs + delta * model.delta_std + model.delta_mean
-        next_obs = torch.maximum(torch.minimum(next_obs, model.obs_high), model.obs_low)
+        next_obs = next_obs.clamp(model.obs_low, model.obs_high)
         obs_std = std * model.delta_std
         deter = torch.cat([obs, action], -1)
         reward = cont = None
@@ -256,8 +255,8 @@ def stack(
     keep_outcomes: bool = False,
     members_from_particles: bool = False,
 ) -> Rollout:
-    """Steps ``[(log p̃ (R,), Imagined of R rows)] * H`` with ``R = N * P`` rows
-    (candidate-major) -> a :class:`Rollout` of ``(N, P, H)`` tensors.
+    """Steps ``[(log p̃ (R,), Imagined of R rows)] * H`` with ``R = P * N`` rows
+    (particle-major) -> a :class:`Rollout` of ``(N, P, H)`` tensors.
 
     ``members_from_particles`` takes the member arrays from the particles' own predictions:
     ``(P, N, 1, H, D)``, each particle a component of the predictive mixture.
@@ -271,9 +270,9 @@ def stack(
             return None
         if members:  # (M, R, D) per step -> (M, N, P, H, D)
             stacked = torch.stack(values, -2)  # type: ignore[arg-type]
-            return stacked.reshape(stacked.shape[0], n, p, h, -1)
+            return stacked.reshape(stacked.shape[0], p, n, h, -1).transpose(1, 2)
         stacked = torch.stack(values, 1)  # type: ignore[arg-type]  # (R, H, ...)
-        return stacked.reshape(n, p, *stacked.shape[1:])
+        return stacked.reshape(p, n, *stacked.shape[1:]).transpose(0, 1)
 
     imagined = [s for _, s in steps]
     outcomes = None
@@ -310,7 +309,8 @@ def imagine(
     ``log_preference``. Returns a :class:`Rollout` of ``(N, P, H)`` tensors.
 
     With the ensemble and ``needs.members``: when the particles of a candidate cover every
-    member equally (``P`` a multiple of ``M``, e.g. ``P = M``) the members' predictions are
+    member equally (``P`` a multiple of ``M``, e.g. ``P = M``: see
+    :class:`EnsembleImaginer`) the members' predictions are
     those each member makes along its own particles, at no extra cost (their spread then
     holds both the disagreement of the parameters and that of the states they led to);
     otherwise every member predicts from every particle's state (``M`` times the calls).
@@ -320,8 +320,8 @@ def imagine(
     if start.shape[0] == 1:
         state = start.map(lambda t: t.expand(rows, *t.shape[1:]))
     else:
-        state = start.repeat_interleave(particles)
-    acts = actions.repeat_interleave(particles, 0) if particles > 1 else actions
+        state = start.map(lambda t: t.repeat(particles, *([1] * (t.dim() - 1))))
+    acts = actions.repeat(particles, 1, 1) if particles > 1 else actions
     from_particles = (
         needs.members
         and isinstance(imaginer, EnsembleImaginer)
