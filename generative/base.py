@@ -28,6 +28,11 @@ class DataSpec:
     shape: tuple[int, ...]
     levels: int | None = None
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataSpec:
+        """Inverse of ``dataclasses.asdict`` (as stored in checkpoints)."""
+        return cls(d["kind"], tuple(d["shape"]), d["levels"])
+
     @property
     def dims(self) -> int:
         n = 1

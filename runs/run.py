@@ -213,6 +213,18 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
+def load_trained_run(
+    directory: Path, config_cls: type, device: Any
+) -> tuple[Any, dict[str, Any], Path]:
+    """A finished (or interrupted) run's config, its last checkpoint and that checkpoint's path."""
+    directory = require_run_dir(directory)
+    cfg = config_lib.load_yaml(config_cls, directory / "config.yaml")
+    path = directory / "checkpoints" / CHECKPOINT
+    if not path.is_file():
+        raise UserError(f"no checkpoint in {directory}: the run stopped before saving one")
+    return cfg, load_checkpoint(path, map_location=device), path
+
+
 def require_run_dir(directory: Path) -> Path:
     """A run folder given on the command line must exist and hold a ``config.yaml``."""
     directory = Path(directory)

@@ -374,15 +374,9 @@ class ExploitPolicy:
 
 def load_trained_agent(run_dir: Path, device: torch.device) -> tuple[TrainAgentConfig, Any]:
     """The run's config and its agent rebuilt from ``config.yaml`` and the last checkpoint."""
-    from runs.checkpoint import load_checkpoint
-    from runs.run import CHECKPOINT, require_run_dir
+    from runs.run import load_trained_run
 
-    run_dir = require_run_dir(run_dir)
-    cfg = config_lib.load_yaml(TrainAgentConfig, run_dir / "config.yaml")
-    path = run_dir / "checkpoints" / CHECKPOINT
-    if not path.is_file():
-        raise UserError(f"no checkpoint in {run_dir}: the run stopped before saving one")
-    state = load_checkpoint(path, map_location=device)
+    cfg, state, path = load_trained_run(run_dir, TrainAgentConfig, device)
     agent_cls = resolve("agent", cfg.agent)
     agent_cfg = config_lib.from_dict(
         agent_cls.Config, state["info"]["agent_config"], where=str(path)

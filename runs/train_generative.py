@@ -37,13 +37,12 @@ from generative.evaluation import (
     timed_samples,
 )
 from runs import config as config_lib
-from runs.checkpoint import load_checkpoint
 from runs.config import RunOptions, check, check_choice, check_positive
 from runs.errors import ConfigError, UserError
 from runs.images import make_grid, sample_picture
 from runs.loop import train_loop
 from runs.registry import check_name, resolve
-from runs.run import CHECKPOINT, Run, require_run_dir, seed_everything, select_device
+from runs.run import Run, load_trained_run, seed_everything, select_device
 
 PRESETS = ("default", "smoke")
 DEFAULT_BUDGET = {"steps": 5000, "batch_size": 64, "lr": 1e-3}
@@ -413,14 +412,9 @@ def load_trained(
     run_dir: Path, device: torch.device
 ) -> tuple[TrainGenerativeConfig, GenerativeModel, dict[str, Any]]:
     """The run's config, its model with the reported weights (best or last), the checkpoint."""
-    run_dir = require_run_dir(run_dir)
-    cfg = config_lib.load_yaml(TrainGenerativeConfig, run_dir / "config.yaml")
-    path = run_dir / "checkpoints" / CHECKPOINT
-    if not path.is_file():
-        raise UserError(f"no checkpoint in {run_dir}: the run stopped before saving one")
-    state = load_checkpoint(path, map_location=device)
+    cfg, state, path = load_trained_run(run_dir, TrainGenerativeConfig, device)
     info = state["info"]
-    spec = DataSpec(info["spec"]["kind"], tuple(info["spec"]["shape"]), info["spec"]["levels"])
+    spec = DataSpec.from_dict(info["spec"])
     model_cls = resolve("generative model", cfg.model)
     model_cfg = config_lib.from_dict(model_cls.Config, info["model_config"], where=str(path))
     model = model_cls(model_cfg, spec)

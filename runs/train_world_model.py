@@ -31,12 +31,11 @@ import envs
 import world_models
 from generative.base import DataSpec
 from runs import config as config_lib
-from runs.checkpoint import load_checkpoint
 from runs.config import RunOptions, check, check_choice, check_positive
 from runs.errors import ConfigError, UserError
 from runs.loop import train_loop
 from runs.registry import check_name, resolve
-from runs.run import CHECKPOINT, Run, require_run_dir, seed_everything, select_device
+from runs.run import Run, load_trained_run, seed_everything, select_device
 from world_models.base import WorldModel
 from world_models.evaluation import HORIZONS, LinearDynamics, mean_elbo, open_loop_errors
 from world_models.replay import ReplayBuffer
@@ -469,14 +468,9 @@ def load_world_model(
     run_dir: Path, device: torch.device
 ) -> tuple[TrainWorldModelConfig, WorldModel, dict[str, Any]]:
     """A world-model run's config, its trained model and its checkpoint."""
-    run_dir = require_run_dir(run_dir)
-    cfg = config_lib.load_yaml(TrainWorldModelConfig, run_dir / "config.yaml")
-    path = run_dir / "checkpoints" / CHECKPOINT
-    if not path.is_file():
-        raise UserError(f"no checkpoint in {run_dir}: the run stopped before saving one")
-    state = load_checkpoint(path, map_location=device)
+    cfg, state, path = load_trained_run(run_dir, TrainWorldModelConfig, device)
     info = state["info"]
-    spec = DataSpec(info["spec"]["kind"], tuple(info["spec"]["shape"]), info["spec"]["levels"])
+    spec = DataSpec.from_dict(info["spec"])
     model_cls = resolve("world model", cfg.model)
     model_cfg = config_lib.from_dict(model_cls.Config, info["model_config"], where=str(path))
     model = model_cls(model_cfg, spec, int(info["action_dim"]))
