@@ -362,7 +362,7 @@ TUNED: dict[str, dict[str, Any]] = {
         "horizon": 30,
         "candidates": 500,
         "elites": 50,
-        "epistemic_scale": 100.0,
+        "epistemic_scale": 30.0,
         "model": ("hidden=64",),
     },
     "inverted-pendulum": {},
@@ -578,7 +578,10 @@ class ActiveInferenceAgent:
             action = self.policy.act(self.imaginer.features(latent), explore)[0]
             plan = None
         else:
-            warm = None if state is None or state.plan is None else self.planner.shift(state.plan)
+            if state is None or state.plan is None:
+                warm = self.planner.initial_mean(self.device)
+            else:
+                warm = self.planner.shift(state.plan)
             needs = self._planning_needs()
             score = self._log_preference if self.cfg.objective != "reward" else self._no_preference
 
@@ -610,13 +613,10 @@ class ActiveInferenceAgent:
                 needs,
                 explore=False,
             )[0]
+            fields = (f.name for f in dataclasses.fields(rollout))
             rollout = dataclasses.replace(
                 rollout,
-                **{
-                    k: _as_particles(v)
-                    for k, v in dataclasses.asdict(rollout).items()
-                    if v is not None
-                },
+                **{k: _as_particles(v) for k in fields if (v := getattr(rollout, k)) is not None},
             )
         else:
             assert plan is not None
