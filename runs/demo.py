@@ -1,7 +1,8 @@
 """``activegen demo``: what ``make demo`` runs; records a random policy on ``reacher``.
 
-Until agents exist this shows the environment side: a MuJoCo task rendered headless and
-saved as videos through the same ``record`` command that will record trained agents.
+A stand-in until the comparison-study demo (training an agent takes minutes): a MuJoCo
+task rendered headless and saved as videos through the same ``record`` command that films
+trained agents (``activegen record --run RUN_DIR``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class DemoConfig(RunOptions):
 def demo(cfg: DemoConfig) -> list[Path]:
     print(
         "activegen demo: a random policy in MuJoCo's Reacher-v5, rendered offscreen and saved\n"
-        "as mp4 and GIF videos. Trained agents will be recorded the same way with\n"
+        "as mp4 and GIF videos. Trained agents are recorded the same way with\n"
         "`activegen record --run RUN_DIR`; `activegen list` shows every task.\n"
     )
     options = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(RunOptions)}
