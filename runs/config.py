@@ -126,6 +126,26 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+def parse_overrides(items: typing.Iterable[str]) -> dict[str, Any]:
+    """``--set key=value ...`` as a dict, each value read as YAML (``layers=4``, ``lr=1e-3``)."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, _, text = item.partition("=")
+        try:
+            values[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"invalid set={item!r}: the value is not valid YAML") from None
+    return values
+
+
+def component_config(cls: type[C], values: dict[str, Any], name: str) -> C:
+    """A component's ``Config`` from ``values``; its own validation errors become ConfigErrors."""
+    try:
+        return from_dict(cls, values, where=f"--set for {name}")
+    except ValueError as e:
+        raise ConfigError(f"--set for {name}: {e}") from None
+
+
 def save_yaml(cfg: Any, path: Path) -> None:
     path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 

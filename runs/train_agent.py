@@ -133,20 +133,14 @@ def agent_config(cfg: TrainAgentConfig, agent_cls: Any | None = None) -> Any:
         values.update(agent_cls.SMOKE)
     run_values = {"task": cfg.env, "obs": cfg.obs, "objective": cfg.objective}
     run_values["planner"] = cfg.planner
-    for item in cfg.set:
-        key, _, text = item.partition("=")
-        key = key.strip()
-        if key in run_values:
-            raise ConfigError(f"invalid set={item!r}: give {key} as --{key}, not through --set")
-        try:
-            values[key] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"invalid set={item!r}: the value is not valid YAML") from None
+    overrides = config_lib.parse_overrides(cfg.set)
+    clash = sorted(overrides.keys() & run_values.keys())
+    if clash:
+        key = clash[0]
+        raise ConfigError(f"invalid set={key}=...: give {key} as --{key}, not through --set")
+    values.update(overrides)
     values.update({k: v for k, v in run_values.items() if k in fields})
-    try:
-        return config_lib.from_dict(agent_cls.Config, values, where=f"--set for {name}")
-    except ValueError as e:  # the agent config's own validation
-        raise ConfigError(f"--set for {name}: {e}") from None
+    return config_lib.component_config(agent_cls.Config, values, name)
 
 
 def run_name(cfg: TrainAgentConfig, agent_cls: Any) -> str:

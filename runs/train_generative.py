@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 import tyro
-import yaml
 
 from generative import MODELS
 from generative.base import DataSpec, GenerativeModel
@@ -135,16 +134,8 @@ def model_config(cfg: TrainGenerativeConfig) -> Any:
     """The model's ``Config``: defaults, then the preset's overrides, then ``--set``."""
     model_cls = resolve("generative model", cfg.model)
     values: dict[str, Any] = dict(model_cls.SMOKE) if cfg.preset == "smoke" else {}
-    for item in cfg.set:
-        key, _, text = item.partition("=")
-        try:
-            values[key.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"invalid set={item!r}: the value is not valid YAML") from None
-    try:
-        return config_lib.from_dict(model_cls.Config, values, where=f"--set for {cfg.model}")
-    except ValueError as e:  # a model config's own validation
-        raise ConfigError(f"--set for {cfg.model}: {e}") from None
+    values.update(config_lib.parse_overrides(cfg.set))
+    return config_lib.component_config(model_cls.Config, values, cfg.model)
 
 
 def build_model(cfg: TrainGenerativeConfig, spec: DataSpec) -> GenerativeModel:

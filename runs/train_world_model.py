@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from tqdm.auto import tqdm
 
 import envs
@@ -32,7 +31,7 @@ import world_models
 from generative.base import DataSpec
 from runs import config as config_lib
 from runs.config import RunOptions, check, check_choice, check_positive
-from runs.errors import ConfigError, UserError
+from runs.errors import UserError
 from runs.loop import train_loop
 from runs.registry import check_name, resolve
 from runs.run import Run, load_trained_run, seed_everything, select_device
@@ -159,16 +158,8 @@ def model_config(cfg: TrainWorldModelConfig) -> Any:
     values: dict[str, Any] = dict(model_cls.STATE) if cfg.obs == "state" else {}
     if cfg.preset == "smoke":
         values.update(model_cls.SMOKE)
-    for item in cfg.set:
-        key, _, text = item.partition("=")
-        try:
-            values[key.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"invalid set={item!r}: the value is not valid YAML") from None
-    try:
-        return config_lib.from_dict(model_cls.Config, values, where=f"--set for {cfg.model}")
-    except ValueError as e:  # a model config's own validation
-        raise ConfigError(f"--set for {cfg.model}: {e}") from None
+    values.update(config_lib.parse_overrides(cfg.set))
+    return config_lib.component_config(model_cls.Config, values, cfg.model)
 
 
 # -- experience ------------------------------------------------------------------------------
