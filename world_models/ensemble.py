@@ -193,6 +193,26 @@ class EnsembleDynamics(WorldModel):
         std = (0.5 * logvar).exp() * self.delta_std
         return obs + mean * self.delta_std + self.delta_mean, std
 
+    def predict_blocks(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Each row's next-observation mean and std from one member, in observation units.
+
+        The ``N`` rows are split into ``M`` contiguous blocks of ``ceil(N / M)``; block ``m``
+        goes through member ``m`` only (one network call, not ``M``). ``(N, D)``, ``(N, A)``
+        -> two ``(N, D)`` tensors.
+        """
+        x = self._inputs(torch.cat([obs.float(), action.float()], -1))
+        m, n = self.members, x.shape[0]
+        pad = -n % m
+        if pad:
+            x = torch.cat([x, x[:1].expand(pad, -1)], 0)
+        mean, logvar = self.net(x.view(m, -1, x.shape[-1]))
+        mean, logvar = mean.reshape(-1, mean.shape[-1])[:n], logvar.reshape(-1, mean.shape[-1])[:n]
+        return obs + mean * self.delta_std + self.delta_mean, (0.5 * logvar).exp() * self.delta_std
+
+    def clamp_observation(self, obs: Tensor) -> Tensor:
+        """Keep imagined observations within the data's range plus a margin."""
+        return obs.clamp(self.obs_low, self.obs_high)
+
     def disagreement(self, states: LatentState) -> Tensor:
         """Epistemic uncertainty of the transitions that produced ``states`` ``(*batch,)``.
 

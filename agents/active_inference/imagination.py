@@ -134,53 +134,33 @@ class EnsembleImaginer(Imaginer):
         self.model = model
         self.noise = noise
 
-    def _inputs(self, obs: Tensor, action: Tensor) -> Tensor:
-        m = self.model
-        return torch.cat([(obs - m.obs_mean) / m.obs_std, action], -1)
-
-    def _own_members(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Each block of rows through its member: ``(R, I)`` -> mean, logvar ``(R, D)``."""
-        m, r = self.model.members, x.shape[0]
-        pad = -r % m
-        if pad:
-            x = torch.cat([x, x[:1].expand(pad, -1)], 0)
-        mean, logvar = self.model.net(x.view(m, -1, x.shape[-1]))
-        return mean.reshape(-1, mean.shape[-1])[:r], logvar.reshape(-1, logvar.shape[-1])[:r]
-
     def step(self, state: LatentState, action: Tensor, needs: Needs) -> Imagined:
         model = self.model
         obs = state.stoch
-        x = self._inputs(obs, action)
         member_mean = member_std = None
         if needs.members:
-            means, logvars = model.net(x.expand(model.members, *x.shape))
-            rows = torch.arange(x.shape[0], device=x.device)
-            own = rows // -(-x.shape[0] // model.members)
-            mean, logvar = means[own, rows], logvars[own, rows]
-            member_mean = obs + means * model.delta_std + model.delta_mean
-            member_std = (0.5 * logvars).exp() * model.delta_std
+            member_mean, member_std = model.predict(obs, action)
+            rows = torch.arange(obs.shape[0], device=obs.device)
+            own = rows // -(-obs.shape[0] // model.members)
+            pred_mean, pred_std = member_mean[own, rows], member_std[own, rows]
         else:
-            mean, logvar = self._own_members(x)
-        std = (0.5 * logvar).exp()
-        delta = mean + std * torch.randn_like(std) if self.noise else mean
-        next_obs = obs + delta * model.delta_std + model.delta_mean
-        next_obs = next_obs.clamp(model.obs_low, model.obs_high)
-        obs_std = std * model.delta_std
-        deter = torch.cat([obs, action], -1)
+            pred_mean, pred_std = model.predict_blocks(obs, action)
+        sampled = pred_mean + pred_std * torch.randn_like(pred_std) if self.noise else pred_mean
+        next_obs = model.clamp_observation(sampled)
+        reached = LatentState(torch.cat([obs, action], -1), next_obs)
         reward = cont = None
         if needs.reward:
-            reward = model.reward_head(x)
-            cont = model.cont_head.probability(x)
+            reward, cont = model.reward(reached), model.continuation(reached)
         return Imagined(
-            LatentState(deter, next_obs),
+            reached,
             next_obs,
-            efe.gaussian_entropy(obs_std),
+            efe.gaussian_entropy(pred_std),
             reward,
             cont,
             member_mean,
             member_std,
-            pred_mean=obs + mean * model.delta_std + model.delta_mean,
-            pred_std=obs_std,
+            pred_mean=pred_mean,
+            pred_std=pred_std,
         )
 
     def features(self, state: LatentState) -> Tensor:
