@@ -28,11 +28,20 @@ def sample_moons(n: int, gen: torch.Generator, noise: float = 0.1) -> Tensor:
     return 2 * (points - torch.tensor([0.5, 0.25]))
 
 
+EIGHT_GAUSSIANS_STD = 0.25
+
+
+def eight_gaussian_centers(radius: float = 2.5) -> Tensor:
+    """``(8, 2)`` the modes of the eight-gaussians toy, evenly spaced on a circle."""
+    angle = torch.arange(8).float() * (2 * math.pi / 8)
+    return radius * torch.stack([torch.cos(angle), torch.sin(angle)], 1)
+
+
 def sample_eight_gaussians(n: int, gen: torch.Generator, radius: float = 2.5) -> Tensor:
     """Eight gaussians (std 0.25) evenly spaced on a circle ``(n, 2)``."""
-    angle = torch.randint(0, 8, (n,), generator=gen).float() * (2 * math.pi / 8)
-    centers = radius * torch.stack([torch.cos(angle), torch.sin(angle)], 1)
-    return centers + 0.25 * torch.randn(n, 2, generator=gen)
+    mode = torch.randint(0, 8, (n,), generator=gen)
+    centers = eight_gaussian_centers(radius)[mode]
+    return centers + EIGHT_GAUSSIANS_STD * torch.randn(n, 2, generator=gen)
 
 
 def sample_checkerboard(n: int, gen: torch.Generator) -> Tensor:

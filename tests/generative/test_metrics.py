@@ -88,3 +88,22 @@ def test_vector_data_uses_raw_coordinates():
     metrics = sample_quality(data.train[:200] + 3.0, data, n=200)
     assert metrics["fid"] > 10 * metrics["fid_real"]
     assert "class_entropy" not in metrics
+
+
+def test_mode_coverage_counts_modes_and_quality():
+    from generative.datasets.toy import EIGHT_GAUSSIANS_STD, eight_gaussian_centers
+    from generative.metrics import mode_coverage
+
+    centers = eight_gaussian_centers()
+    gen = torch.Generator().manual_seed(0)
+    full = torch.cat(
+        [c + EIGHT_GAUSSIANS_STD * torch.randn(100, 2, generator=gen) for c in centers]
+    )
+    result = mode_coverage(full, centers, EIGHT_GAUSSIANS_STD)
+    assert result["modes_covered"] == 8
+    assert result["high_quality"] > 0.98  # 3 sd in 2-D holds 98.9% of a Gaussian's mass
+    collapsed = centers[:3].repeat_interleave(100, 0)  # three modes only, exactly on centre
+    strays = torch.zeros(5, 2)  # a few samples between modes: low quality, cover nothing
+    result = mode_coverage(torch.cat([collapsed, strays]), centers, EIGHT_GAUSSIANS_STD)
+    assert result["modes_covered"] == 3
+    assert result["high_quality"] == pytest.approx(300 / 305)
