@@ -177,22 +177,9 @@ class Config:
     grad_clip: float = 100.0
     """Gradient-norm clip of the world model."""
 
-    policy_hidden: tuple[int, ...] = (256, 256)
-    """planner=policy: hidden widths of the actor and the critic."""
-    policy_horizon: int = 15
-    """planner=policy: imagined steps per update."""
-    policy_discount: float = 0.99
-    """planner=policy: γ."""
-    policy_lambda: float = 0.95
-    """planner=policy: λ of the λ-return."""
-    actor_lr: float = 3e-4
-    """planner=policy: actor learning rate."""
-    critic_lr: float = 3e-4
-    """planner=policy: critic learning rate."""
-    policy_entropy: float = 1e-3
-    """planner=policy: entropy bonus."""
-    policy_starts: int = 256
-    """planner=policy: imagination start states per update."""
+    policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
+    """planner=policy: the actor-critic's sizes and learning settings, e.g.
+    ``--set "policy={hidden: [64, 64], horizon: 10}"``."""
 
     def __post_init__(self) -> None:
         _check(self.obs in OBS, "obs", self.obs, "one of " + ", ".join(OBS))
@@ -252,7 +239,6 @@ class Config:
             _check(getattr(self, name) > 0, name, getattr(self, name), "> 0")
         self.planner_config()
         self.objective_config()
-        self.policy_config()
         kind, est = self.world_model_name, self.estimator
         _check(kind == "rssm" or self.obs == "state", "world_model", kind, "rssm for pixels")
         if kind == "rssm":
@@ -339,18 +325,6 @@ class Config:
             discount=self.discount,
         )
 
-    def policy_config(self) -> PolicyConfig:
-        return PolicyConfig(
-            hidden=self.policy_hidden,
-            horizon=self.policy_horizon,
-            discount=self.policy_discount,
-            lambda_=self.policy_lambda,
-            actor_lr=self.actor_lr,
-            critic_lr=self.critic_lr,
-            entropy_scale=self.policy_entropy,
-            starts=self.policy_starts,
-        )
-
 
 # Per-task settings (see the README's "Active inference" section for the reasoning).
 TUNED: dict[str, dict[str, Any]] = {
@@ -414,9 +388,7 @@ class ActiveInferenceAgent:
         "batch_size": 16,
         "seq_len": 8,
         "capacity": 5000,
-        "policy_hidden": (32,),
-        "policy_horizon": 5,
-        "policy_starts": 16,
+        "policy": PolicyConfig(hidden=(32,), horizon=5, starts=16),
         "prior_steps": 20,
         "contrastive_negatives": 8,
     }
@@ -468,7 +440,7 @@ class ActiveInferenceAgent:
         self.policy: ActorCritic | None = None
         if cfg.planner == "policy":
             feature_size = self.imaginer.features(self.model.initial(1)).shape[-1]
-            self.policy = ActorCritic(cfg.policy_config(), feature_size, self.action_dim)
+            self.policy = ActorCritic(cfg.policy, feature_size, self.action_dim)
             self.policy.to(self.device)
         self.env_steps = 0
         self.episode = 0
@@ -709,7 +681,7 @@ class ActiveInferenceAgent:
             metrics.update(m)
         if self.policy is not None:
             n = states.shape[0]
-            index = torch.randint(n, (min(n, self.cfg.policy_starts),), device=self.device)
+            index = torch.randint(n, (min(n, self.cfg.policy.starts),), device=self.device)
             needs = self._planning_needs()
             score = self._log_preference if self.cfg.objective != "reward" else self._no_preference
             metrics.update(
