@@ -139,13 +139,8 @@ class VQVAE(VAEBase):
         self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
     ) -> dict[str, float]:
         """One autoencoder update, then (after ``prior_start`` updates) one prior update."""
-        opt = optimizers["opt"]
-        opt.zero_grad(set_to_none=True)
-        loss, metrics = self.loss(batch)
-        loss.backward()
-        opt.step()
+        out = super().train_step(batch, optimizers)
         self.updates += 1
-        out = {"loss": float(loss.detach()), **metrics}
         if int(self.updates) > self.cfg.prior_start:
             prior_opt = optimizers["prior_opt"]
             prior_opt.zero_grad(set_to_none=True)
