@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import torch
+from tables import table
 
 from generative import MODELS
 from generative.data import load_dataset
@@ -55,25 +56,6 @@ LIKELIHOOD = {
 def family(name: str) -> str:
     """The package of a registered model: ``autoregressive``, ``vae``, ``flows``, ..."""
     return resolve("generative model", name).__module__.split(".")[1]
-
-
-def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """Rows as a text table; ``columns`` are (header, key, format); missing values are ``-``."""
-    cells = [[header for header, _, _ in columns]]
-    for row in rows:
-        line = []
-        for _, key, fmt in columns:
-            value = row.get(key)
-            line.append(format(value, fmt) if isinstance(value, int | float) else str(value or "-"))
-        cells.append(line)
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    return "\n".join(
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in cells
-    )
 
 
 def draw(model: torch.nn.Module, n: int, seed: int, chunk: int = 200) -> torch.Tensor:

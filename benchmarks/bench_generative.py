@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import torch
+from tables import table
 
 from generative import MODELS
 from runs.registry import resolve
@@ -63,21 +64,6 @@ def run_one(cfg: TrainGenerativeConfig, val: bool) -> dict:
         evaluate(EvaluateConfig(run_dir, split="val", device=cfg.device, threads=cfg.threads))
     metrics = json.loads((run_dir / "summary.json").read_text())["metrics"]
     return {"model": cfg.model, "data": cfg.data, "run_dir": str(run_dir), **metrics}
-
-
-def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """Rows as an aligned text table; ``columns`` are (header, key, format)."""
-    lines = [" | ".join(h for h, _, _ in columns)]
-    for row in rows:
-        cells = []
-        for _, key, fmt in columns:
-            value = row.get(key)
-            if isinstance(value, str):
-                cells.append(value)
-            else:
-                cells.append(format(value, fmt) if isinstance(value, int | float) else "-")
-        lines.append(" | ".join(cells))
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

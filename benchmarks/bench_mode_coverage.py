@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from tables import table
 
 from generative.datasets.toy import EIGHT_GAUSSIANS_STD, eight_gaussian_centers
 from generative.metrics import mode_coverage
@@ -47,10 +48,9 @@ def main(argv: list[str] | None = None) -> None:
         with torch.no_grad():
             samples = model.sample(args.n)
         rows.append({"model": name, **mode_coverage(samples, centers, EIGHT_GAUSSIANS_STD)})
-    print(f"{'model':<12} {'modes covered':>14} {'within 3 sd':>12}")
-    for r in rows:
-        covered = f"{r['modes_covered']:.0f}/{r['modes']:.0f}"
-        print(f"{r['model']:<12} {covered:>14} {r['high_quality']:>12.3f}")
+    columns = [("model", "model", ""), ("modes covered", "modes_covered", ".0f"),
+               ("of", "modes", ".0f"), ("within 3 sd", "high_quality", ".3f")]  # fmt: skip
+    print(table(rows, columns))
     print(json.dumps({"benchmark": "mode_coverage", "n": args.n, "rows": rows}))
 
 
