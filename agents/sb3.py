@@ -39,15 +39,11 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from agents import hyperparams
 from agents.base import EpisodeSeeds, EpisodeTracker, LogFn
+from generative.base import check as _check
 
 # learn()'s own budget, never reached: the callback ends every chunk.
 UNBOUNDED_STEPS = 2**62
 NOISE_TYPES = ("none", "normal", "ornstein-uhlenbeck")
-
-
-def _check(ok: bool, field: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"invalid {field}={value!r}: must be {allowed}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,16 @@ import torch
 from torch import nn
 
 
+def check(ok: bool, field: str, value: Any, allowed: str) -> None:
+    """Raise ``ValueError`` naming a config ``field`` and its allowed range unless ``ok``.
+
+    The model packages' configs validate with this (``runs`` turns it into a one-line
+    user error); it lives here because ``generative`` imports nothing else of ours.
+    """
+    if not ok:
+        raise ValueError(f"invalid {field}={value!r}: must be {allowed}")
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
     """What one example looks like.

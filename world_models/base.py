@@ -15,17 +15,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from generative.base import DataSpec
+from generative.base import DataSpec, check
 from world_models.replay import Chunk
 from world_models.state import LatentState
 
 PIXEL_LEVELS = 255.0
-
-
-def check(ok: bool, field: str, value: Any, allowed: str) -> None:
-    """Raise ``ValueError`` naming ``field`` and the allowed range unless ``ok``."""
-    if not ok:
-        raise ValueError(f"invalid {field}={value!r}: must be {allowed}")
 
 
 class WorldModel(nn.Module):

@@ -60,6 +60,7 @@ from agents.active_inference.preferences import (
 )
 from agents.base import EpisodeTracker, LogFn, episode_seed
 from generative.base import DataSpec
+from generative.base import check as _check
 from world_models.base import WorldModel
 from world_models.priors import LatentPriorConfig
 from world_models.replay import ReplayBuffer
@@ -69,11 +70,6 @@ PLANNERS = ("cem", "mppi", "policy")
 OBS = ("state", "pixels")
 WORLD_MODELS = ("auto", "ensemble", "rssm")
 MODEL_SIZES = ("default", "smoke")
-
-
-def _check(ok: bool, field: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"invalid {field}={value!r}: must be {allowed}")
 
 
 @dataclasses.dataclass(frozen=True)

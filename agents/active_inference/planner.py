@@ -15,14 +15,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from generative.base import check as _check
+
 PLANNERS = ("cem", "mppi")
 
 Cost = Callable[[Tensor], Tensor]
-
-
-def _check(ok: bool, field: str, value: object, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"invalid {field}={value!r}: must be {allowed}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,14 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from generative.base import DataSpec, GenerativeModel
+from generative.base import DataSpec, GenerativeModel, check
 from generative.data import DataError
-
-
-def check(ok: bool, field: str, value: Any, allowed: str) -> None:
-    """Raise ``ValueError`` naming a config field and its allowed range unless ``ok``."""
-    if not ok:
-        raise ValueError(f"invalid {field}={value!r}: must be {allowed}")
 
 
 def check_positive(cfg: Any, *fields: str) -> None:

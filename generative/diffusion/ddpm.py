@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from generative.base import DataSpec, GenerativeModel
+from generative.base import check as _check
 from generative.data import DataError
 from generative.diffusion.denoisers import MLPDenoiser
 from generative.diffusion.gaussians import discretized_gaussian_log_likelihood, gaussian_log_density
@@ -30,11 +31,6 @@ from generative.diffusion.schedule import SCHEDULES, NoiseSchedule
 from generative.diffusion.unet import UNet
 
 SAMPLERS = ("ddpm", "ddim")
-
-
-def _check(ok: bool, field: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"invalid {field}={value!r}: must be {allowed}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,16 +20,10 @@ import torch
 from torch import Tensor
 from torch.distributions import Normal
 
-from generative.base import DataSpec, GenerativeModel
+from generative.base import DataSpec, GenerativeModel, check
 from generative.data import DataError, dequantization_offset, dequantize
 from generative.flows.bijection import Bijection
 from generative.flows.logit import LogitTransform
-
-
-def check(ok: bool, field: str, value: Any, allowed: str) -> None:
-    """Raise ``ValueError`` naming ``field`` and its allowed range unless ``ok``."""
-    if not ok:
-        raise ValueError(f"invalid {field}={value!r}: must be {allowed}")
 
 
 @dataclasses.dataclass(frozen=True)

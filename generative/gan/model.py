@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from generative.base import DataSpec, GenerativeModel
+from generative.base import check as _check
 from generative.data import DataError
 from generative.gan.losses import LOSSES, critic_loss, generator_loss, gradient_penalty
 from generative.gan.nets import (
@@ -24,11 +25,6 @@ from generative.gan.nets import (
     VectorGenerator,
     apply_spectral_norm,
 )
-
-
-def _check(ok: bool, field: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"invalid {field}={value!r}: must be {allowed}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from generative.base import DataSpec, GenerativeModel
+from generative.base import DataSpec, GenerativeModel, check
 from generative.data import DataError
 from generative.vae.likelihoods import LIKELIHOODS, make_likelihood
 from generative.vae.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
@@ -21,12 +21,6 @@ NETS = ("mlp", "conv")
 # Decoder output floats per chunk of importance samples in log_prob (about 64 MB in
 # float32): bounds memory whatever the image size or the number of samples.
 EVAL_FLOATS = 2**24
-
-
-def check(ok: bool, field: str, value: Any, allowed: str) -> None:
-    """Raise ``ValueError`` naming ``field`` and the allowed range unless ``ok``."""
-    if not ok:
-        raise ValueError(f"invalid {field}={value!r}: must be {allowed}")
 
 
 @dataclasses.dataclass(frozen=True)
