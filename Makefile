@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,robotics]"
+	$(BIN)/pip install -q -e ".[dev,robotics,cluster]"
 	touch $(STAMP)
 
 demo: setup

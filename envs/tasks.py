@@ -65,6 +65,9 @@ class TaskSpec:
     """Locomotion: the preferred forward speed (m/s)."""
     make_kwargs: tuple[tuple[str, Any], ...] = ()
     """Extra keyword arguments for ``gym.make``."""
+    solved_return: float | None = None
+    """Evaluation return at which the task counts as solved (Gymnasium's reward_threshold
+    where it has one): studies report the env steps each agent needs to reach it."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -246,6 +249,7 @@ def _locomotion(
 PENDULUM = TaskSpec(
     name="pendulum",
     gym_id="Pendulum-v1",
+    solved_return=-200.0,
     max_episode_steps=200,
     action_repeat=2,
     description=TASKS["pendulum"][1],
@@ -262,6 +266,7 @@ PENDULUM = TaskSpec(
 MOUNTAINCAR = TaskSpec(
     name="mountaincar",
     gym_id="MountainCarContinuous-v0",
+    solved_return=90.0,
     max_episode_steps=999,
     action_repeat=4,
     description=TASKS["mountaincar"][1],
@@ -275,6 +280,7 @@ MOUNTAINCAR = TaskSpec(
 INVERTED_PENDULUM = TaskSpec(
     name="inverted-pendulum",
     gym_id="InvertedPendulum-v5",
+    solved_return=950.0,
     max_episode_steps=1000,
     action_repeat=2,
     description=TASKS["inverted-pendulum"][1],
@@ -291,6 +297,7 @@ INVERTED_PENDULUM = TaskSpec(
 INVERTED_DOUBLE_PENDULUM = TaskSpec(
     name="inverted-double-pendulum",
     gym_id="InvertedDoublePendulum-v5",
+    solved_return=9100.0,
     max_episode_steps=1000,
     action_repeat=2,
     description=TASKS["inverted-double-pendulum"][1],
@@ -310,6 +317,7 @@ INVERTED_DOUBLE_PENDULUM = TaskSpec(
 REACHER = TaskSpec(
     name="reacher",
     gym_id="Reacher-v5",
+    solved_return=-3.75,
     max_episode_steps=50,
     action_repeat=1,
     description=TASKS["reacher"][1],

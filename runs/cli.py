@@ -51,6 +51,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "runs.train_generative:sample",
         "Draw samples (an image grid, or text after --prompt) from a trained generative run.",
     ),
+    "compare": (
+        "runs.study:CompareConfig",
+        "runs.study:compare",
+        "Train agents x tasks x seeds as one resumable study; write tables, plots and videos.",
+    ),
     "record": (
         "runs.record:RecordConfig",
         "runs.record:record",
@@ -59,7 +64,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": (
         "runs.demo:DemoConfig",
         "runs.demo:demo",
-        "Record a random policy on reacher (what `make demo` runs).",
+        "A small preferred-state vs reward study on inverted-pendulum (what `make demo` runs).",
     ),
 }
 

@@ -89,15 +89,17 @@ class Run:
 
     # -- creation ---------------------------------------------------------------------------
     @classmethod
-    def create(cls, config: Any, kind: str, name: str) -> Run:
-        """A new folder under ``config.out``; writes ``config.yaml`` and the hyper-parameters."""
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = Path(config.out) / kind / name
-        directory = base / f"{stamp}-s{config.seed}"
-        k = 1
-        while directory.exists():
-            directory = base / f"{stamp}-s{config.seed}-{k}"
-            k += 1
+    def create(cls, config: Any, kind: str, name: str, directory: Path | None = None) -> Run:
+        """A new folder under ``config.out`` (or the given, not yet existing ``directory``,
+        as a study's cells use); writes ``config.yaml`` and the hyper-parameters."""
+        if directory is None:
+            stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            base = Path(config.out) / kind / name
+            directory = base / f"{stamp}-s{config.seed}"
+            k = 1
+            while directory.exists():
+                directory = base / f"{stamp}-s{config.seed}-{k}"
+                k += 1
         directory.mkdir(parents=True)
         config_lib.save_yaml(config, directory / "config.yaml")
         run = cls(directory, config)

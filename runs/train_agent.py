@@ -269,8 +269,9 @@ def resumed_agent_config(run: Run, agent_cls: Any, agent_cfg: Any) -> Any:
     return config_lib.from_dict(agent_cls.Config, saved, where="the checkpoint's agent_config")
 
 
-def train_agent(cfg: TrainAgentConfig) -> Path:
-    """Train ``cfg.agent`` in ``cfg.env`` with evaluations between chunks; return the folder."""
+def train_agent(cfg: TrainAgentConfig, run_dir: Path | None = None) -> Path:
+    """Train ``cfg.agent`` in ``cfg.env`` with evaluations between chunks; return the folder
+    (``run_dir`` when given: a new folder at that path, as a study's cells are laid out)."""
     torch.set_num_threads(cfg.threads)
     cfg = resolve_defaults(cfg)
     agent_cls = resolve("agent", cfg.agent)
@@ -283,7 +284,7 @@ def train_agent(cfg: TrainAgentConfig) -> Path:
     env, eval_env = make_envs(cfg)
     agent = build_agent(cfg, agent_cls, agent_cfg, env, device)
     if run is None:  # the folder is made once the agent could be built
-        run = Run.create(cfg, KIND, run_name(cfg, agent_cls))
+        run = Run.create(cfg, KIND, run_name(cfg, agent_cls), run_dir)
         run.writer.add_text("agent_config", yaml.safe_dump(config_lib.to_dict(agent_cfg)))
     progress, info = Progress(), RunInfo(agent_cfg)
     restore(run, {"agent": agent, "progress": progress, "info": info})

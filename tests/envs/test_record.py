@@ -51,15 +51,6 @@ def test_record_classic_control_task(out_dir):
     assert len(frames) == 4 and frames[0].shape == (32, 32, 3)
 
 
-@pytest.mark.mujoco
-@pytest.mark.video
-def test_demo_records_reacher(out_dir, capsys):
-    assert cli.main(["demo", "--episodes", "1", "--out", str(out_dir), "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "random policy" in out
-    assert (_run_dir(out_dir, "reacher") / "videos" / "episode-0.mp4").is_file()
-
-
 def test_unknown_task_exits_2_with_the_closest_name(capsys):
     assert cli.main(["record", "--env", "reachr"]) == 2
     err = capsys.readouterr().err.strip()

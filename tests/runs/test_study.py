@@ -1,0 +1,178 @@
+"""`activegen compare`: cells as ordinary runs, skip/resume on re-run, the report, statistics.
+
+In-process studies use the stub agent (pendulum: 100 decisions per episode); the worker,
+kill-and-resume and Ray studies spawn fresh processes, so they use real SB3 SAC on a budget
+of a few seconds per cell.
+"""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from scipy import stats
+from stub_agent import StubAgent  # tests/runs is put on sys.path by conftest
+
+import agents
+from runs import cli
+from runs.study_report import RESAMPLES, bootstrap_ci, iqm
+
+STUB = ["compare", "--envs", "pendulum", "--agents", "stub,stub:preference", "--seeds", "2",
+        "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--quiet"]  # fmt: skip
+SAC = ["compare", "--envs", "pendulum", "--agents", "sac", "--eval-episodes", "1",
+       "--quiet", "--set", "sac.batch_size=32"]  # fmt: skip
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    monkeypatch.setitem(agents.AGENTS, "stub", ("stub_agent:StubAgent", "a stub agent"))
+    monkeypatch.setattr(StubAgent, "calls", {})
+    return StubAgent
+
+
+def _rows(study):
+    with (study / "report" / "results.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_bootstrap_interval_of_a_constant_sample_is_the_point():
+    assert bootstrap_ci([3.5, 3.5, 3.5, 3.5]) == (3.5, 3.5)
+    assert bootstrap_ci([7.0]) == (7.0, 7.0)
+
+
+def test_bootstrap_interval_matches_scipy():
+    sample = [1.0, 4.0, 2.5, 8.0, 3.0, 5.5]
+    expected = stats.bootstrap(
+        (np.array(sample),),
+        np.mean,
+        confidence_level=0.95,
+        n_resamples=RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    ).confidence_interval
+    low, high = bootstrap_ci(sample)
+    assert (low, high) == pytest.approx((expected.low, expected.high))
+    assert low < np.mean(sample) < high
+
+
+def test_interquartile_mean_drops_the_outer_quarters():
+    assert iqm([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 100.0]) == pytest.approx(3.5)
+
+
+def test_study_writes_report_and_second_run_does_nothing(stub, out_dir, capsys):
+    assert cli.main([*STUB, "--out", str(out_dir), "--name", "s"]) == 0
+    study = out_dir / "study" / "s"
+    cells = sorted(p.relative_to(study).as_posix() for p in study.glob("cells/*/*/s*"))
+    assert cells == [
+        "cells/pendulum/stub-preference/s0",
+        "cells/pendulum/stub-preference/s1",
+        "cells/pendulum/stub/s0",
+        "cells/pendulum/stub/s1",
+    ]
+    assert all((study / c / "summary.json").is_file() for c in cells)
+    rows = _rows(study)
+    assert len(rows) == 4 * 2  # 4 cells x evaluations at 100 and 200
+    assert {(r["agent"], r["seed"], r["step"]) for r in rows} == {
+        (a, s, t) for a in ("stub", "stub-preference") for s in "01" for t in ("100", "200")
+    }
+    report = study / "report"
+    summary = (report / "summary.md").read_text()
+    assert "## pendulum" in summary and "| stub | 2 |" in summary
+    assert "| stub-preference | 2 |" in summary
+    for png in ("learning_curves.png", "final_performance.png"):
+        assert (report / png).read_bytes()[:4] == b"\x89PNG"
+    videos = sorted(p.name for p in (report / "videos").glob("*.mp4"))
+    assert len(videos) == 2 and videos[0].startswith("pendulum-stub-preference-s")
+    assert all((report / "videos" / v).stat().st_size > 1000 for v in videos)
+    inits = stub.calls["init"]
+    stamps = {c: (study / c / "metrics.jsonl").stat().st_mtime_ns for c in cells}
+    capsys.readouterr()
+
+    assert cli.main([*STUB, "--out", str(out_dir), "--name", "s"]) == 0
+    assert "4 finished, 0 to run" in capsys.readouterr().out
+    assert stub.calls["init"] == inits  # no agent was even built
+    assert stamps == {c: (study / c / "metrics.jsonl").stat().st_mtime_ns for c in cells}
+    assert _rows(study) == rows
+
+
+def test_changed_config_is_refused(stub, out_dir, capsys):
+    assert cli.main([*STUB, "--out", str(out_dir), "--name", "s", "--seeds", "1"]) == 0
+    capsys.readouterr()
+    changed = [*STUB, "--out", str(out_dir), "--name", "s", "--seeds", "1", "--steps", "300"]
+    assert cli.main(changed) == 2
+    err = capsys.readouterr().err
+    assert "was made with steps=200 (now 300)" in err and "--resume" in err
+    # how it runs may change: workers, threads, quiet
+    assert cli.main([*STUB, "--out", str(out_dir), "--name", "s", "--seeds", "1"]) == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--agents", "sac,sca"], "unknown agent 'sca'; did you mean 'sac'?"),
+        (["--agents", "sac:efe"], "invalid objective='efe': must be one of reward"),
+        (["--agents", "aif:joy"], "invalid objective='joy'"),
+        (["--envs", "pendulum,reachr"], "unknown task 'reachr'"),
+        (["--agents", "sac,sac"], "without repeats"),
+        (["--set", "aif.horizon=5"], "AGENT.key=value for sac"),
+        (["--set", "sac.no_such_key=5"], "unknown key(s) no_such_key"),
+        (["--address", "auto"], "unset unless --backend ray"),
+    ],
+)
+def test_bad_studies_are_refused_before_any_work(out_dir, capsys, args, message):
+    assert cli.main(["compare", "--agents", "sac", "--out", str(out_dir), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not out_dir.exists()
+
+
+def _activegen(*args, **kwargs):
+    command = [sys.executable, "-m", "runs.cli", *args]
+    return subprocess.Popen(command, start_new_session=True, **kwargs)
+
+
+def test_worker_processes_and_killed_study_resumes_each_cell(out_dir):
+    """Two spawned workers; the whole study is killed (SIGKILL) once a cell holds a
+    checkpoint mid-way; the same command then resumes it without duplicate or lost rows."""
+    args = [*SAC, "--seeds", "2", "--steps", "500", "--eval-every", "100", "--workers", "2"]
+    args += ["--out", str(out_dir), "--name", "k", "--no-video"]
+    study = out_dir / "study" / "k"
+    process = _activegen(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    checkpoints = []
+    while time.time() < deadline and not checkpoints:
+        checkpoints = list(study.glob("cells/*/*/s*/checkpoints/last.pt"))
+        time.sleep(0.05)
+    assert checkpoints, "no cell checkpointed within 2 minutes"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    cell = checkpoints[0].parent.parent
+    assert not (cell / "summary.json").exists()  # killed mid-cell
+
+    assert cli.main(args) == 0
+    rows = _rows(study)
+    for seed in ("0", "1"):
+        steps = [int(r["step"]) for r in rows if r["seed"] == seed]
+        assert steps == [100, 200, 300, 400, 500]
+
+
+def test_ray_backend_runs_cells_on_a_local_ray_instance(out_dir, capsys):
+    args = [*SAC, "--seeds", "1", "--steps", "100", "--backend", "ray", "--no-video"]
+    assert cli.main([*args, "--out", str(out_dir), "--name", "r"]) == 0
+    assert "1 cells, 0 finished, 1 to run (ray" in capsys.readouterr().out
+    rows = _rows(out_dir / "study" / "r")
+    assert [(r["agent"], r["seed"], r["step"]) for r in rows] == [("sac", "0", "100")]
+
+
+def test_the_demo_study_is_valid(out_dir):
+    """`make demo` runs this definition; every cell's agent config must resolve."""
+    from runs.demo import STUDY
+    from runs.study import CompareConfig, make_cells, study_dir
+
+    cfg = CompareConfig(**STUDY, out=out_dir)
+    cells = make_cells(cfg, study_dir(cfg))
+    assert len(cells) == 9 and {c.label for c in cells} == {"aif-preference", "aif-reward", "sac"}
+    assert not out_dir.exists()
