@@ -97,6 +97,8 @@ def test_study_writes_report_and_second_run_does_nothing(stub, out_dir, capsys):
     assert stub.calls["init"] == inits  # no agent was even built
     assert stamps == {c: (study / c / "metrics.jsonl").stat().st_mtime_ns for c in cells}
     assert _rows(study) == rows
+    assert cli.main(["compare", "--resume", str(study)]) == 0  # the saved definition
+    assert "4 finished, 0 to run" in capsys.readouterr().out
 
 
 def test_changed_config_is_refused(stub, out_dir, capsys):
