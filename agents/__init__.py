@@ -16,6 +16,14 @@ AGENTS: dict[str, tuple[str, str]] = {
     ),
     "sac": ("agents.sb3:SAC", "Soft Actor-Critic (stable-baselines3), reward-driven baseline"),
     "td3": ("agents.sb3:TD3", "Twin Delayed DDPG (stable-baselines3), reward-driven baseline"),
+    "pymdp": (
+        "agents.discrete:PymdpAgent",
+        "discrete active inference (pymdp): plans with a discrete task's A, B, C, D",
+    ),
+    "qlearning": (
+        "agents.qlearning:QLearningAgent",
+        "tabular Q-learning over observation histories, reward-driven baseline (discrete tasks)",
+    ),
     "ppo": (
         "agents.sb3:PPO",
         "Proximal Policy Optimization (stable-baselines3), on-policy baseline",

@@ -27,6 +27,14 @@ TASKS: dict[str, tuple[str, str]] = {
     "walker2d": ("envs.tasks:WALKER2D", "Walker2d-v5: walk forward at a target speed upright"),
     "tmaze": ("envs.tasks:TMAZE", "T-maze (discrete): read the cue, then enter the rewarded arm"),
     "gridworld": ("envs.tasks:GRIDWORLD", "grid world (discrete): walk around walls to the goal"),
+    "cue-chaining": (
+        "envs.tasks:CUE_CHAINING",
+        "cue chaining (discrete): the first cue points to a second, which shows the cheese",
+    ),
+    "frozenlake": (
+        "envs.tasks:FROZENLAKE",
+        "FrozenLake-v1 (Gymnasium, discrete, slippery): cross the ice to the goal, avoid holes",
+    ),
     "point-maze": (
         "envs.robotics:POINT_MAZE",
         "PointMaze_UMaze-v3: move a ball through a U maze to a goal (extra: [robotics])",

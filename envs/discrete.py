@@ -1,4 +1,4 @@
-"""Discrete tasks for discrete active inference: a T-maze and a grid world.
+"""Discrete tasks for discrete active inference: T-maze, grid world, cue chaining, FrozenLake.
 
 Each env is a Gymnasium env whose dynamics *are* a categorical generative process, exposed
 as :class:`DiscreteModel` (``A``, ``B``, ``C``, ``D``) in the layout of pymdp 1.0, so an
@@ -9,9 +9,11 @@ agent can be given the true model or learn it:
 - ``C[m]``: ``(num_obs[m],)`` log-preferences over outcomes (unnormalised);
 - ``D[f]``: ``(num_states[f],)`` initial state prior.
 
-The arrays are built exactly as ``pymdp.envs.TMaze`` and ``pymdp.envs.GridWorld`` build
-theirs (same factor, outcome and action order), in pure numpy: this module imports neither
-pymdp nor JAX. Observations are one outcome index per modality (``MultiDiscrete``).
+The arrays are built exactly as ``pymdp.envs.TMaze``, ``pymdp.envs.GridWorld`` and
+``pymdp.envs.CueChainingEnv`` build theirs (same factor, outcome and action order), in pure
+numpy: this module imports neither pymdp nor JAX. Observations are one outcome index per
+modality (``MultiDiscrete``). Gymnasium's ``FrozenLake-v1`` is used as it ships;
+:func:`frozenlake_model` reads its generative model off the env's transition table.
 """
 
 from __future__ import annotations
@@ -35,6 +37,16 @@ class DiscreteModel:
     D: list[np.ndarray]
     A_dependencies: list[list[int]]
     B_dependencies: list[list[int]]
+    reward: list[np.ndarray] = dataclasses.field(default_factory=list)
+    """``reward[m]``: ``(num_obs[m],)`` the env's reward for each outcome of modality ``m``;
+    a step's reward is the sum over modalities (so reward is a function of the outcome and
+    can be turned into log-preferences)."""
+    H: list[np.ndarray] | None = None
+    """pymdp's ``H``: ``(num_states[f],)`` 1 on goal states, for inductive planning (tasks
+    with a goal location only)."""
+    cells: tuple[tuple[int, int], ...] = ()
+    """The ``(row, col)`` on a drawing grid of each state of factor 0 (the location), for
+    belief heat-maps."""
 
     @property
     def num_obs(self) -> list[int]:
@@ -96,6 +108,8 @@ CENTRE, LEFT, RIGHT, CUE, MIDDLE = range(5)
 NO_OUTCOME, REWARD, PUNISHMENT = range(3)
 NO_CUE, CUE_LEFT, CUE_RIGHT = range(3)
 _TMAZE_LINKS = {(CENTRE, CUE), (CENTRE, MIDDLE), (MIDDLE, LEFT), (MIDDLE, RIGHT)}
+# Cells of a 3x3 drawing grid: arms and middle on top, centre below, cue at the bottom.
+TMAZE_CELLS = {LEFT: (0, 0), MIDDLE: (0, 1), RIGHT: (0, 2), CENTRE: (1, 1), CUE: (2, 1)}
 
 
 def tmaze_model(
@@ -160,6 +174,8 @@ def tmaze_model(
         D=[D_loc, D_cond],
         A_dependencies=[[0], [0, 1], [0, 1]],
         B_dependencies=[[0], [1]],
+        reward=[np.zeros(n_loc), np.array([0.0, 1.0, -1.0]), np.zeros(3)],
+        cells=tuple(TMAZE_CELLS[loc] for loc in range(n_loc)),
     )
 
 
@@ -185,8 +201,7 @@ class TMazeEnv(_CategoricalEnv):
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        # Cells of a 3x3 grid: arms and middle on top, centre below, cue at the bottom.
-        cells = {LEFT: (0, 0), MIDDLE: (0, 1), RIGHT: (0, 2), CENTRE: (1, 1), CUE: (2, 1)}
+        cells = TMAZE_CELLS
         grid = np.full((3, 3, 3), 40, dtype=np.uint8)
         for cell in cells.values():
             grid[cell] = 230
@@ -243,15 +258,17 @@ def gridworld_model(
         if include_stay:
             B[s, s, STAY] = 1.0
 
-    C = np.zeros(n)
-    C[goal_index] = goal_preference
+    goal_cell = np.eye(n)[goal_index]
     return DiscreteModel(
         A=[np.eye(n)],
         B=[B],
-        C=[C],
+        C=[goal_preference * goal_cell],
         D=[np.eye(n)[start_index]],
         A_dependencies=[[0]],
         B_dependencies=[[0]],
+        reward=[goal_cell],
+        H=[goal_cell],
+        cells=_row_major(shape),
     )
 
 
@@ -300,3 +317,186 @@ def _draw_agent(grid: np.ndarray, cell: tuple[int, int], pixels: int = 16) -> np
     image[r * pixels + quarter : (r + 1) * pixels - quarter,
           c * pixels + quarter : (c + 1) * pixels - quarter] = (40, 90, 220)  # fmt: skip
     return image
+
+
+def _row_major(shape: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    return tuple(divmod(s, shape[1]) for s in range(shape[0] * shape[1]))
+
+
+# -- cue chaining -------------------------------------------------------------------------
+
+CC_UP, CC_DOWN, CC_LEFT, CC_RIGHT, CC_STAY = range(5)
+CC_SHAPE = (5, 7)
+CC_START = (0, 0)
+CC_CUE1 = (2, 0)
+CC_CUE2 = ((0, 2), (1, 3), (3, 3), (4, 2))
+CC_REWARDS = ((1, 5), (3, 5))
+NULL, CHEESE, SHOCK = range(3)
+
+
+def cue_chaining_model(
+    shape: tuple[int, int] = CC_SHAPE,
+    start: tuple[int, int] = CC_START,
+    cue1: tuple[int, int] = CC_CUE1,
+    cue2: Sequence[tuple[int, int]] = CC_CUE2,
+    rewards: Sequence[tuple[int, int]] = CC_REWARDS,
+    cue2_state: int | None = None,
+    reward_condition: int | None = None,
+    cheese_preference: float = 2.0,
+    shock_preference: float = -4.0,
+) -> DiscreteModel:
+    """The cue-chaining grid of ``pymdp.envs.CueChainingEnv`` (default arguments) plus ``C``.
+
+    Factors: location (``row * cols + col``), which second cue is informative (one per
+    ``cue2`` location) and the reward condition (cheese at ``rewards[0]`` or ``[1]``).
+    Modalities: location (identity); cue 1 (null, or the informative cue-2 location when
+    standing on ``cue1``); cue 2 (null, or the reward condition when standing on the
+    informative cue-2 location); reward (null, cheese, shock: at a reward location, cheese
+    where the condition puts it). Actions UP, DOWN, LEFT, RIGHT, STAY; moves off the grid
+    stay put (there are no walls). ``C`` prefers cheese and avoids shocks, as pymdp's
+    cue-chaining demo does.
+    """
+    rows, cols = shape
+    n_loc, n_cue2, n_cond = rows * cols, len(cue2), len(rewards)
+    if n_cond != 2:
+        raise ValueError("cue chaining needs exactly two reward locations")
+
+    def index(cell: Sequence[int]) -> int:
+        return int(cell[0]) * cols + int(cell[1])
+
+    cue1_index = index(cue1)
+    cue2_index = [index(c) for c in cue2]
+    reward_index = [index(c) for c in rewards]
+
+    A_cue1 = np.zeros((1 + n_cue2, n_loc, n_cue2))
+    A_cue1[NULL] = 1.0
+    A_cue1[NULL, cue1_index] = 0.0
+    for k in range(n_cue2):
+        A_cue1[1 + k, cue1_index, k] = 1.0
+    A_cue2 = np.zeros((1 + n_cond, n_loc, n_cue2, n_cond))
+    A_cue2[NULL] = 1.0
+    for k, loc in enumerate(cue2_index):
+        A_cue2[NULL, loc, k] = 0.0
+        for cond in range(n_cond):
+            A_cue2[1 + cond, loc, k, cond] = 1.0
+    A_reward = np.zeros((3, n_loc, n_cond))
+    A_reward[NULL] = 1.0
+    for place, loc in enumerate(reward_index):
+        A_reward[NULL, loc] = 0.0
+        for cond in range(n_cond):
+            A_reward[CHEESE if place == cond else SHOCK, loc, cond] = 1.0
+
+    B_loc = np.zeros((n_loc, n_loc, 5))
+    for s in range(n_loc):
+        r, c = divmod(s, cols)
+        targets = ((max(r - 1, 0), c), (min(r + 1, rows - 1), c), (r, max(c - 1, 0)),
+                   (r, min(c + 1, cols - 1)), (r, c))  # fmt: skip
+        for a, cell in enumerate(targets):
+            B_loc[index(cell), s, a] = 1.0
+
+    silent = [np.zeros(n_loc), np.zeros(1 + n_cue2), np.zeros(1 + n_cond)]  # no preference
+
+    def prior(n: int, state: int | None) -> np.ndarray:
+        return np.full(n, 1.0 / n) if state is None else np.eye(n)[state]
+
+    return DiscreteModel(
+        A=[np.eye(n_loc), A_cue1, A_cue2, A_reward],
+        B=[B_loc, np.eye(n_cue2)[:, :, None], np.eye(n_cond)[:, :, None]],
+        C=[*silent, np.array([0.0, cheese_preference, shock_preference])],
+        D=[np.eye(n_loc)[index(start)], prior(n_cue2, cue2_state), prior(n_cond, reward_condition)],
+        A_dependencies=[[0], [0, 1], [0, 1, 2], [0, 2]],
+        B_dependencies=[[0], [1], [2]],
+        reward=[*silent, np.array([0.0, 1.0, -1.0])],
+        cells=_row_major(shape),
+    )
+
+
+class CueChainingEnv(_CategoricalEnv):
+    """Cue chaining as a Gymnasium env: observations ``[location, cue 1, cue 2, reward]``.
+
+    Reward is +1 for cheese and -1 for a shock; entering a reward location ends the episode.
+    ``info["state"]`` holds ``[location, informative cue 2, reward condition]``.
+    """
+
+    def __init__(self, render_mode: str | None = None, **model_kwargs: Any):
+        super().__init__(cue_chaining_model(**model_kwargs), render_mode)
+        self.action_space = spaces.Discrete(5)
+        self.shape = model_kwargs.get("shape", CC_SHAPE)
+        self.cue1 = tuple(model_kwargs.get("cue1", CC_CUE1))
+        self.cue2 = tuple(tuple(c) for c in model_kwargs.get("cue2", CC_CUE2))
+        self.rewards = tuple(tuple(c) for c in model_kwargs.get("rewards", CC_REWARDS))
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self._transition([int(action), 0, 0])
+        obs = self._observe()
+        reward = {CHEESE: 1.0, SHOCK: -1.0}.get(int(obs[3]), 0.0)
+        return obs, reward, int(obs[3]) != NULL, False, {"state": self.state.copy()}
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        grid = np.full((*self.shape, 3), 230, dtype=np.uint8)
+        grid[self.cue1] = (230, 140, 30)
+        for k, cell in enumerate(self.cue2):
+            grid[cell] = (140, 60, 200) if k == self.state[1] else (200, 180, 230)
+        for place, cell in enumerate(self.rewards):
+            grid[cell] = (60, 200, 60) if place == self.state[2] else (220, 50, 50)
+        return _draw_agent(grid, divmod(int(self.last_obs[0]), self.shape[1]))
+
+
+# -- FrozenLake (Gymnasium) ---------------------------------------------------------------
+
+FROZENLAKE_ID = "FrozenLake-v1"
+
+
+def frozenlake_model(
+    env: gym.Env | None = None,
+    goal_preference: float = 3.0,
+    hole_preference: float = -3.0,
+    **make_kwargs: Any,
+) -> DiscreteModel:
+    """The generative model of Gymnasium's FrozenLake, read off its transition table ``P``.
+
+    One factor, the cell (``row * cols + col``), observed exactly; ``B[s', s, a]`` sums the
+    probabilities of ``P[s][a]`` landing in ``s'`` (holes and the goal are absorbing);
+    ``D`` is the start cell. ``env`` is a FrozenLake env (any wrapping); without one,
+    ``gym.make(FROZENLAKE_ID, **make_kwargs)`` is read (e.g. ``is_slippery=False``,
+    ``map_name="8x8"``). ``C`` prefers the goal by ``goal_preference`` and holes by
+    ``hole_preference``; the reward (1 at the goal) is Gymnasium's.
+    """
+    if env is None:
+        env = gym.make(FROZENLAKE_ID, **make_kwargs)
+    lake = env.unwrapped
+    desc = np.asarray(lake.desc).astype(str)
+    n, n_actions = int(lake.observation_space.n), int(lake.action_space.n)
+    B = np.zeros((n, n, n_actions))
+    for s in range(n):
+        for a in range(n_actions):
+            for prob, nxt, _, _ in lake.P[s][a]:
+                B[nxt, s, a] += prob
+    flat = desc.reshape(-1)
+    goal = (flat == "G").astype(float)
+    holes = (flat == "H").astype(float)
+    return DiscreteModel(
+        A=[np.eye(n)],
+        B=[B],
+        C=[goal_preference * goal + hole_preference * holes],
+        D=[np.asarray(lake.initial_state_distrib, dtype=float)],
+        A_dependencies=[[0]],
+        B_dependencies=[[0]],
+        reward=[goal],
+        H=[goal],
+        cells=_row_major(desc.shape),
+    )
+
+
+def model_of(env: gym.Env) -> DiscreteModel:
+    """The generative model of a discrete task's env (any wrapping): the model the env
+    samples from, or for Gymnasium's FrozenLake the one read off its transition table."""
+    base = env.unwrapped
+    model = getattr(base, "model", None)
+    if isinstance(model, DiscreteModel):
+        return model
+    if (env.spec is not None and env.spec.id == FROZENLAKE_ID) or hasattr(base, "desc"):
+        return frozenlake_model(env)
+    raise ValueError(f"no discrete generative model for {base}: not a discrete task")

@@ -31,7 +31,13 @@ from envs.rendering import (
     quiet_headless_pygame,
     select_gl_backend,
 )
-from envs.wrappers import ActionRepeat, FlattenDict, PixelObservation, unit_actions
+from envs.wrappers import (
+    ActionRepeat,
+    DiscreteIndex,
+    FlattenDict,
+    PixelObservation,
+    unit_actions,
+)
 
 KINDS = ("classic", "mujoco", "discrete", "robotics")
 # Kinds whose physics and frames come from MuJoCo.
@@ -178,6 +184,8 @@ def make_env(
     )
     if isinstance(env.observation_space, gym.spaces.Dict):
         env = FlattenDict(env)
+    if isinstance(env.observation_space, gym.spaces.Discrete):
+        env = DiscreteIndex(env)
     if repeat > 1:
         env = ActionRepeat(env, repeat)
     env = unit_actions(env)
@@ -192,6 +200,7 @@ def make_env(
 for _gym_id, _entry in (
     ("activegen/TMaze-v0", "envs.discrete:TMazeEnv"),
     ("activegen/GridWorld-v0", "envs.discrete:GridWorldEnv"),
+    ("activegen/CueChaining-v0", "envs.discrete:CueChainingEnv"),
 ):
     if _gym_id not in gym.registry:
         gym.register(_gym_id, entry_point=_entry)
@@ -217,6 +226,28 @@ def _gridworld_preference() -> Preference:
         goal_outcomes=[goal],
         goal=[goal],
         far=[start],
+    )
+
+
+def _cue_chaining_preference() -> Preference:
+    model = discrete.cue_chaining_model()
+    cols = discrete.CC_SHAPE[1]
+    cheese = discrete.CC_REWARDS[0][0] * cols + discrete.CC_REWARDS[0][1]
+    return CategoricalPreference(
+        model.C,
+        goal_modality=3,
+        goal_outcomes=[discrete.CHEESE],
+        goal=[cheese, 0, 0, discrete.CHEESE],
+        far=[cheese, 0, 0, discrete.SHOCK],
+    )
+
+
+def _frozenlake_preference() -> Preference:
+    model = discrete.frozenlake_model()
+    goal = int(np.argmax(model.reward[0]))
+    hole = int(np.argmin(model.C[0]))
+    return CategoricalPreference(
+        model.C, goal_modality=0, goal_outcomes=[goal], goal=[goal], far=[hole]
     )
 
 
@@ -408,4 +439,28 @@ GRIDWORLD = TaskSpec(
     goal="C: log-preference +3 for the goal cell; success: at the goal",
     kind="discrete",
     preference_factory=_gridworld_preference,
+)
+
+CUE_CHAINING = TaskSpec(
+    name="cue-chaining",
+    gym_id="activegen/CueChaining-v0",
+    max_episode_steps=20,
+    action_repeat=1,
+    description=TASKS["cue-chaining"][1],
+    reward="+1 for cheese, -1 for a shock (entering either reward location ends the episode)",
+    goal="C: log-preference +2 for cheese, -4 for a shock; success: cheese observed",
+    kind="discrete",
+    preference_factory=_cue_chaining_preference,
+)
+
+FROZENLAKE = TaskSpec(
+    name="frozenlake",
+    gym_id=discrete.FROZENLAKE_ID,
+    max_episode_steps=100,
+    action_repeat=1,
+    description=TASKS["frozenlake"][1],
+    reward="+1 on reaching the goal (Gymnasium's; holes and the goal end the episode)",
+    goal="C: log-preference +3 for the goal cell, -3 for holes; success: at the goal",
+    kind="discrete",
+    preference_factory=_frozenlake_preference,
 )

@@ -1,9 +1,10 @@
 """Gymnasium wrappers the tasks are built from.
 
 Time limits come from Gymnasium itself (``TimeLimit`` through
-``gym.make(max_episode_steps=...)``); this module adds action repeat, pixel observations
-and actions rescaled to [-1, 1]. In state mode the stack costs almost nothing: a wrapper is
-only added when it changes something, and the rescaling is a single multiply.
+``gym.make(max_episode_steps=...)``); this module adds action repeat, pixel observations,
+actions rescaled to [-1, 1] and discrete observations as index vectors. In state mode the
+stack costs almost nothing: a wrapper is only added when it changes something, and the
+rescaling is a single multiply.
 """
 
 from __future__ import annotations
@@ -125,6 +126,25 @@ class FlattenDict(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
     def observation(self, observation: Any) -> np.ndarray:
         return np.concatenate([observation[k] for k in self._keys])
+
+
+class DiscreteIndex(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """A ``Discrete(n)`` observation as a one-modality index vector, ``MultiDiscrete([n])``.
+
+    Gymnasium's toy-text tasks (FrozenLake) observe one integer; the discrete tasks here
+    observe one outcome index per modality, so every discrete task reads the same way.
+    """
+
+    def __init__(self, env: gym.Env):
+        space = env.observation_space
+        if not isinstance(space, spaces.Discrete) or space.start != 0:
+            raise ValueError(f"DiscreteIndex needs a Discrete space starting at 0, got {space}")
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
+        self.observation_space = spaces.MultiDiscrete([int(space.n)])
+
+    def observation(self, observation: Any) -> np.ndarray:
+        return np.array([observation], dtype=np.int64)
 
 
 def unit_actions(env: gym.Env) -> gym.Env:

@@ -96,6 +96,21 @@ def _state(obs):
     return obs["state"] if isinstance(obs, dict) else obs
 
 
+def _belief_report(run: Run, env, policy, decisions: list, seen: list, episode: int) -> list[Path]:
+    """Belief animation and EFE chart of an episode of a discrete active-inference agent
+    (``runs.discrete_report``); nothing for other policies."""
+    from runs.discrete_report import is_trace, write_episode_report
+
+    if not is_trace(decisions):
+        return []
+    from envs.discrete import model_of
+
+    model, policies = model_of(env), policy.agent.policies
+    return write_episode_report(
+        run, model, decisions, policies, seen, f"episode-{episode}", episode
+    )
+
+
 def record(cfg: RecordConfig) -> list[Path]:
     """Roll out ``cfg.episodes`` episodes, save their videos, return the video paths."""
     if cfg.resume is not None:
@@ -111,8 +126,11 @@ def record(cfg: RecordConfig) -> list[Path]:
         for k in tqdm(range(cfg.episodes), desc="record", disable=cfg.quiet):
             obs, _ = env.reset(seed=cfg.seed + k)
             state, images, ret, steps, success = None, [frames()], 0.0, 0, False
+            decisions, seen = [], []  # the policy's states, for discrete agents' belief pictures
             while True:
+                seen.append(obs)
                 action, state = policy.act(obs, state)
+                decisions.append(state)
                 obs, reward, terminated, truncated, _ = env.step(action)
                 images.append(frames())
                 ret, steps = ret + float(reward), steps + 1
@@ -121,6 +139,7 @@ def record(cfg: RecordConfig) -> list[Path]:
                 if terminated or truncated or steps == cfg.max_steps:
                     break
             paths += save_episode_video(run, np.stack(images), k, cfg.fps)
+            paths += _belief_report(run, env, policy, decisions, seen, k)
             metrics = {"episode/return": ret, "episode/length": steps}
             if cfg.obs_mode != "pixels":
                 metrics["episode/success"] = float(success)

@@ -225,7 +225,9 @@ def _interval(mean: float, ci: tuple[float, float]) -> str:
     return f"{_fmt(mean)} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
 
 
-def steps_to_solve(reached: Sequence[int | None]) -> str:
+def steps_to_solve(reached: Sequence[int | None], solved: float | None) -> str:
+    if solved is None:
+        return "n/a"
     hits = [r for r in reached if r is not None]
     if not hits:
         return f"– (0/{len(reached)})"
@@ -250,7 +252,7 @@ def summary_markdown(
         "",
         "Final evaluation per seed; mean [95% percentile-bootstrap interval] and IQM over "
         "seeds. *Steps to solve*: median env steps to the first evaluation at or above the "
-        "task's solved return (seeds that got there / seeds).",
+        "task's solved return (seeds that got there / seeds; n/a: the task has none).",
     ]
     for task, table in tables.items():
         solved = get_task(task).solved_return
@@ -268,7 +270,7 @@ def summary_markdown(
             lines.append(
                 f"| {label} | {len(s['seeds'])} | {_interval(s['return'], s['return_ci'])} "
                 f"| {_fmt(s['return_iqm'])} | {_interval(s['success'], s['success_ci'])} "
-                f"| {steps_to_solve(s['reached'])} | {_fmt(s['wall_seconds'])} "
+                f"| {steps_to_solve(s['reached'], solved)} | {_fmt(s['wall_seconds'])} "
                 f"| {_fmt(s['act_ms'])} | {link} |"
             )
     unfinished = [c.name for c in cells if not c.finished]

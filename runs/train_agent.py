@@ -42,7 +42,16 @@ from runs.run import Run, seed_everything, select_device
 KIND = "agent"
 PRESETS = ("default", "smoke")
 # Env-step budgets of the benchmark tasks (the protocol); other tasks: DEFAULT_STEPS.
-TASK_STEPS = {"inverted-pendulum": 3000, "pendulum": 10000, "reacher": 20000, "mountaincar": 20000}
+TASK_STEPS = {
+    "inverted-pendulum": 3000,
+    "pendulum": 10000,
+    "reacher": 20000,
+    "mountaincar": 20000,
+    "tmaze": 2000,
+    "gridworld": 3000,
+    "cue-chaining": 5000,
+    "frozenlake": 20000,
+}
 DEFAULT_STEPS = 50000
 EVALUATIONS = 10  # default eval_every = steps / EVALUATIONS
 DEFAULT_EVAL_EPISODES = 10
@@ -50,6 +59,7 @@ SMOKE = {"steps": 400, "eval_every": 200, "eval_episodes": 2}
 # Seed offset of the evaluation env: its episodes never repeat a training episode.
 EVAL_SEED_OFFSET = 1_000_003
 VIDEO_SIZE = 128
+REPORT_EPISODES = 2  # evaluation episodes drawn for agents with TRACES (belief animations)
 VIDEO_FPS = 30
 
 
@@ -330,6 +340,11 @@ def train_agent(cfg: TrainAgentConfig, run_dir: Path | None = None) -> Path:
             step,
         )
     bar.close()
+    if getattr(agent, "TRACES", False):  # discrete active inference: beliefs and EFE pictures
+        from runs.discrete_report import write_agent_report
+
+        seeds = [eval_seed(cfg.seed, k) for k in range(REPORT_EPISODES)]
+        write_agent_report(run, agent, eval_env, seeds, agent.env_steps)
     env.close()
     eval_env.close()
     final = {

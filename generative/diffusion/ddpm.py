@@ -45,7 +45,11 @@ class DDPMConfig:
     """What the denoiser predicts: v | eps | x0. v stays well conditioned at both ends of
     the cosine schedule (eps divides by sqrt(alpha_bar) -> 0 at t = T when recovering x0)."""
     variance: str = "large"
-    """Reverse-process variance: large (beta_t) | small (posterior variance)."""
+    """Reverse-process variance: large (beta_t) | small (posterior variance) | learned
+    (interpolated between the two per dimension by a second net output; needs vlb_weight > 0)."""
+    vlb_weight: float = 0.0
+    """Weight lambda of the bound in the hybrid loss ``mse + lambda * T * L_t / D`` (Nichol &
+    Dhariwal use 0.001); 0 = the simple objective."""
     sampler: str = "ddim"
     """ddim (sample_steps steps) | ddpm (ancestral, all T steps)."""
     sample_steps: int = 100
@@ -68,7 +72,14 @@ class DDPMConfig:
         _check(self.timesteps >= 2, "timesteps", self.timesteps, ">= 2")
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, " | ".join(SCHEDULES))
         _check(self.prediction in PREDICTIONS, "prediction", self.prediction, "eps | x0 | v")
-        _check(self.variance in VARIANCES, "variance", self.variance, "small | large")
+        _check(self.variance in VARIANCES, "variance", self.variance, " | ".join(VARIANCES))
+        _check(self.vlb_weight >= 0, "vlb_weight", self.vlb_weight, ">= 0")
+        _check(
+            self.variance != "learned" or self.vlb_weight > 0,
+            "vlb_weight",
+            self.vlb_weight,
+            "> 0 with variance=learned (only the bound term trains the variance)",
+        )
         _check(self.sampler in SAMPLERS, "sampler", self.sampler, "ddpm | ddim")
         _check(self.sample_steps >= 1, "sample_steps", self.sample_steps, ">= 1")
         _check(0 <= self.eta <= 1, "eta", self.eta, "in [0, 1]")
@@ -125,9 +136,11 @@ class DDPM(GenerativeModel):
             _, h, w = spec.shape
             if h % side or w % side:
                 raise DataError(f"U-Net with mults={cfg.mults} needs sides divisible by {side}")
-            net: nn.Module = UNet(spec.shape[0], cfg.channels, tuple(cfg.mults))
+            out = spec.shape[0] * (2 if cfg.variance == "learned" else 1)
+            net: nn.Module = UNet(spec.shape[0], cfg.channels, tuple(cfg.mults), out)
         elif spec.kind == "vector":
-            net = MLPDenoiser(spec.dims, cfg.hidden, cfg.blocks)
+            out = spec.dims * (2 if cfg.variance == "learned" else 1)
+            net = MLPDenoiser(spec.dims, cfg.hidden, cfg.blocks, out_dim=out)
         else:
             raise DataError(f"DDPM models images or vectors, not {spec.kind} data")
         self.discrete = spec.levels is not None
@@ -164,9 +177,15 @@ class DDPM(GenerativeModel):
 
     # -- the interface ----------------------------------------------------------------------
     def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """The simple objective: mean squared error of the prediction at a random step."""
-        mse = self.diffusion.loss(self.encode(batch)).mean()
-        return mse, {"mse": float(mse.detach())}
+        """The simple objective (mean squared error of the prediction at a random step), plus
+        ``vlb_weight`` times the bound term at that step per dimension (the hybrid loss)."""
+        weight = self.cfg.vlb_weight
+        decoder = self._decoder if weight > 0 else None
+        loss, mse, vlb = self.diffusion.loss(self.encode(batch), decoder, weight)
+        metrics = {"mse": float(mse.detach().mean())}
+        if weight > 0:
+            metrics["vlb_terms"] = float(vlb.mean())
+        return loss.mean(), metrics
 
     def log_prob(self, x: Tensor, bound_steps: int | None = None) -> Tensor:
         """``(B,)`` the variational lower bound on ``log p(x)`` in nats (a bound, not the exact

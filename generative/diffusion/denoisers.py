@@ -19,12 +19,20 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Ten
 
 
 class MLPDenoiser(nn.Module):
-    """``(x (B, D), t (B,)) -> (B, D)``: residual blocks, each told the timestep.
+    """``(x (B, D), t (B,)) -> (B, D_out)``: residual blocks, each told the timestep
+    (``D_out = out_dim``, default D).
 
     Each block adds ``W2 silu(W1 silu(h) + E t_emb)`` to the hidden state ``h``.
     """
 
-    def __init__(self, dim: int, hidden: int = 128, blocks: int = 3, emb_dim: int = 64):
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 128,
+        blocks: int = 3,
+        emb_dim: int = 64,
+        out_dim: int | None = None,
+    ):
         super().__init__()
         self.emb_dim = emb_dim
         self.time = nn.Sequential(nn.Linear(emb_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
@@ -32,7 +40,7 @@ class MLPDenoiser(nn.Module):
         self.first = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(blocks))
         self.temb = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(blocks))
         self.second = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(blocks))
-        self.out = nn.Linear(hidden, dim)
+        self.out = nn.Linear(hidden, out_dim or dim)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         emb = self.time(timestep_embedding(t, self.emb_dim).to(x.dtype))

@@ -2,9 +2,12 @@
 sampling. Works on any example shape ``(B, ...)``.
 
 The reverse process is ``p(x_{t-1} | x_t) = N(mu(x_t, t), sigma_t^2 I)`` with ``mu`` the
-posterior mean at the predicted ``x_0`` and a fixed variance: ``large`` = ``beta_t`` (exact
-for unit-Gaussian data, the tighter bound on the toys), ``small`` = the posterior variance
-(exact for a point mass; its first value is 0, so the second is used at the first step).
+posterior mean at the predicted ``x_0`` and a variance that is fixed: ``large`` = ``beta_t``
+(exact for unit-Gaussian data, the tighter bound on the toys), ``small`` = the posterior
+variance (exact for a point mass; its first value is 0, so the second is used at the first
+step); or ``learned`` (Nichol & Dhariwal 2021): the net outputs a second half ``u`` and
+``log sigma_t^2 = f log beta_t + (1 - f) log small_t`` per dimension with ``f = (u + 1) / 2``,
+trained through the bound term of the hybrid loss.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from generative.diffusion.gaussians import gaussian_log_density, normal_kl
 from generative.diffusion.prediction import to_x0_eps, training_target
 from generative.diffusion.schedule import NoiseSchedule
 
-VARIANCES = ("small", "large")
+VARIANCES = ("small", "large", "learned")
 
 # decoder(x0, mean, var) -> (B,) log p(x_0 | x_1) in nats
 Decoder = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -31,10 +34,12 @@ def _sum_except_batch(x: Tensor) -> Tensor:
 
 
 class GaussianDiffusion(nn.Module):
-    """A denoiser ``net(x_t (B, ...), t (B,)) -> (B, ...)`` and a :class:`NoiseSchedule`.
+    """A denoiser ``net(x_t (B, ...), t (B,))`` and a :class:`NoiseSchedule`.
 
-    ``prediction``: ``eps`` | ``x0`` | ``v`` (what ``net`` outputs); ``clip``: clamp the
-    predicted ``x_0`` to ``[-clip, clip]`` (images in ``[-1, 1]``), ``None`` for no clamp.
+    ``prediction``: ``eps`` | ``x0`` | ``v`` (what ``net`` outputs); ``variance``: ``small`` |
+    ``large`` | ``learned`` (then ``net`` outputs ``(B, 2 C, ...)``: the prediction, then the
+    variance interpolation ``u``, split along dimension 1); ``clip``: clamp the predicted
+    ``x_0`` to ``[-clip, clip]`` (images in ``[-1, 1]``), ``None`` for no clamp.
     """
 
     def __init__(
@@ -47,46 +52,101 @@ class GaussianDiffusion(nn.Module):
     ):
         super().__init__()
         if variance not in VARIANCES:
-            raise ValueError(f"invalid variance={variance!r}: must be one of small, large")
+            raise ValueError(
+                f"invalid variance={variance!r}: must be one of {', '.join(VARIANCES)}"
+            )
         self.net, self.schedule = net, schedule
-        self.prediction, self.clip = prediction, clip
+        self.prediction, self.variance, self.clip = prediction, variance, clip
         s = schedule
-        if variance == "small":  # the posterior variance is 0 at the first step: use the next
-            var = torch.cat([s.posterior_var[1:2], s.posterior_var[1:]])
-        else:
-            var = s.betas
+        # the posterior variance is 0 at the first step: use the next one there
+        small = torch.cat([s.posterior_var[1:2], s.posterior_var[1:]])
+        self.register_buffer("log_small", small.log(), persistent=False)
+        self.register_buffer("log_large", s.betas.log(), persistent=False)
+        var = s.betas if variance == "large" else small
         self.register_buffer("reverse_var", var, persistent=False)
 
     @property
     def timesteps(self) -> int:
         return self.schedule.timesteps
 
+    @property
+    def learned_variance(self) -> bool:
+        return self.variance == "learned"
+
+    def _net(self, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The net's prediction ``(B, ...)`` and, with a learned variance, ``u (B, ...)``."""
+        out = self.net(xt, t)
+        if not self.learned_variance:
+            return out, None
+        prediction, u = out.chunk(2, dim=1)
+        return prediction, u
+
+    def variance_at(self, t: Tensor, like: Tensor, u: Tensor | None = None) -> Tensor:
+        """The reverse variance at ``t (B,)``: ``(B, 1, ...)`` when fixed; from the net's
+        ``u (B, ...)`` when learned: ``exp(f log beta_t + (1 - f) log small_t)``,
+        ``f = (u + 1) / 2``."""
+        if u is None:
+            return self.schedule.gather(self.reverse_var, t, like)
+        frac = (u + 1) / 2
+        log_large = self.schedule.gather(self.log_large, t, like)
+        log_small = self.schedule.gather(self.log_small, t, like)
+        return torch.exp(frac * log_large + (1 - frac) * log_small)
+
     # -- training ---------------------------------------------------------------------------
-    def loss(self, x0: Tensor) -> Tensor:
-        """``(B,)`` mean squared error of the prediction at one uniform timestep per example
-        (the "simple" objective of DDPM, in the chosen parameterisation)."""
+    def loss(
+        self, x0: Tensor, decoder: Decoder | None = None, vlb_weight: float = 0.0
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-example losses at one uniform timestep each: ``(loss, mse, vlb)``, all ``(B,)``.
+
+        ``mse``: mean squared error of the prediction (DDPM's "simple" objective, in the
+        chosen parameterisation). ``vlb``: ``T`` times the bound term at the drawn step, in
+        nats (an unbiased estimate of the bound's step terms; needs ``decoder`` for the first
+        step); with a learned variance the mean is detached in it, so it trains only the
+        variance (Nichol & Dhariwal's hybrid loss). ``loss = mse + vlb_weight * vlb / D`` with
+        ``D`` the dimensions per example (``vlb`` is 0 without a decoder).
+        """
         t = torch.randint(0, self.timesteps, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
         xt = self.schedule.q_sample(x0, t, noise)
         ab = self.schedule.gather(self.schedule.alpha_bar, t, x0)
         target = training_target(self.prediction, x0, noise, ab)
-        return (self.net(xt, t) - target).pow(2).flatten(1).mean(1)
+        prediction, u = self._net(xt, t)
+        mse = (prediction - target).pow(2).flatten(1).mean(1)
+        if decoder is None:
+            return mse, mse, torch.zeros_like(mse)
+        frozen = prediction.detach() if self.learned_variance else prediction
+        mean, var = self._mean_var(frozen, u, xt, t)
+        vlb = self.timesteps * self._term(x0, xt, t, mean, var, decoder)
+        dims = x0[0].numel()
+        return mse + vlb_weight * vlb / dims, mse, vlb.detach()
 
-    # -- the reverse process ----------------------------------------------------------------
-    def predict(self, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """Estimates ``(x0, eps)`` at ``x_t``; with ``clip``, ``eps`` matches the clamped ``x0``."""
+        # -- the reverse process ----------------------------------------------------------------
+
+    def _x0_eps(self, prediction: Tensor, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         ab = self.schedule.gather(self.schedule.alpha_bar, t, xt)
-        x0, eps = to_x0_eps(self.prediction, self.net(xt, t), xt, ab)
+        x0, eps = to_x0_eps(self.prediction, prediction, xt, ab)
         if self.clip is not None:
             x0 = x0.clamp(-self.clip, self.clip)
             eps = (xt - ab.sqrt() * x0) / (1 - ab).sqrt()
         return x0, eps
 
-    def p_mean_var(self, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean ``(B, ...)`` and variance ``(B, 1, ...)`` of ``p(x_{t-1} | x_t)``."""
-        x0, _ = self.predict(xt, t)
+    def predict(self, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Estimates ``(x0, eps)`` at ``x_t``; with ``clip``, ``eps`` matches the clamped ``x0``."""
+        prediction, _ = self._net(xt, t)
+        return self._x0_eps(prediction, xt, t)
+
+    def _mean_var(
+        self, prediction: Tensor, u: Tensor | None, xt: Tensor, t: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        x0, _ = self._x0_eps(prediction, xt, t)
         mean, _ = self.schedule.posterior(x0, xt, t)
-        return mean, self.schedule.gather(self.reverse_var, t, xt)
+        return mean, self.variance_at(t, xt, u)
+
+    def p_mean_var(self, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean ``(B, ...)`` and variance of ``p(x_{t-1} | x_t)``: ``(B, 1, ...)`` when fixed,
+        ``(B, ...)`` when learned."""
+        prediction, u = self._net(xt, t)
+        return self._mean_var(prediction, u, xt, t)
 
     # -- the variational bound --------------------------------------------------------------
     def prior_term(self, x0: Tensor) -> Tensor:
@@ -95,15 +155,24 @@ class GaussianDiffusion(nn.Module):
         mean, var = self.schedule.q_mean_var(x0, t)
         return _sum_except_batch(normal_kl(mean, var, torch.zeros_like(mean), torch.ones_like(var)))
 
+    def _term(
+        self, x0: Tensor, xt: Tensor, t: Tensor, mean: Tensor, var: Tensor, decoder: Decoder
+    ) -> Tensor:
+        q_mean, q_var = self.schedule.posterior(x0, xt, t)
+        terms = _sum_except_batch(normal_kl(q_mean, q_var.clamp(min=1e-20), mean, var))
+        first = t == 0
+        if bool(first.any()):  # the decoder only where it is used: its tails can give NaN grads
+            terms = terms.clone()
+            terms[first] = -decoder(x0[first], mean[first], var[first])
+        return terms
+
     def step_term(self, x0: Tensor, t: Tensor, decoder: Decoder) -> Tensor:
         """``(B,)`` bound term at step ``t`` (per example), with ``x_t`` drawn from ``q``:
         ``-log p(x_0 | x_1)`` where ``t == 0``, ``KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))``
         elsewhere."""
         xt = self.schedule.q_sample(x0, t, torch.randn_like(x0))
         mean, var = self.p_mean_var(xt, t)
-        q_mean, q_var = self.schedule.posterior(x0, xt, t)
-        kl = _sum_except_batch(normal_kl(q_mean, q_var.clamp(min=1e-20), mean, var))
-        return torch.where(t == 0, -decoder(x0, mean, var), kl)
+        return self._term(x0, xt, t, mean, var, decoder)
 
     def bound(self, x0: Tensor, decoder: Decoder, steps: int = 0) -> Tensor:
         """``(B,)`` the negative variational bound ``-ELBO >= -log p(x_0)`` in nats.

@@ -14,11 +14,13 @@ from torch import Tensor, nn
 SCHEDULES = ("linear", "cosine")
 
 
-def linear_betas(timesteps: int) -> Tensor:
+def linear_betas(timesteps: int, max_beta: float = 0.999) -> Tensor:
     """DDPM's linear ``beta`` from 1e-4 to 0.02 for 1000 steps, rescaled for ``timesteps``
-    so that the total noise stays comparable (Nichol & Dhariwal 2021)."""
+    so that the total noise stays comparable (Nichol & Dhariwal 2021); below 50 steps the
+    rescaled betas pass 1, so they are clipped at ``max_beta``."""
     scale = 1000 / timesteps
-    return torch.linspace(1e-4 * scale, 0.02 * scale, timesteps, dtype=torch.float64)
+    betas = torch.linspace(1e-4 * scale, 0.02 * scale, timesteps, dtype=torch.float64)
+    return betas.clamp(max=max_beta)
 
 
 def cosine_alpha_bar(timesteps: int, s: float = 0.008) -> Tensor:

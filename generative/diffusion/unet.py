@@ -32,13 +32,19 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """``(x (B, C, H, W), t (B,)) -> (B, C, H, W)``.
+    """``(x (B, C, H, W), t (B,)) -> (B, C_out, H, W)`` (``C_out = out_channels``, default C).
 
     One residual block per resolution on the way down and up, ``len(mults) - 1``
     stride-2 downsamplings (so ``2 ** (len(mults) - 1)`` must divide H and W).
     """
 
-    def __init__(self, channels: int, base: int = 32, mults: tuple[int, ...] = (1, 2)):
+    def __init__(
+        self,
+        channels: int,
+        base: int = 32,
+        mults: tuple[int, ...] = (1, 2),
+        out_channels: int | None = None,
+    ):
         super().__init__()
         self.emb_dim = base * 4
         self.time = nn.Sequential(
@@ -63,7 +69,8 @@ class UNet(nn.Module):
             c = w
             if i > 0:
                 self.upsample.append(nn.Conv2d(c, c, 3, padding=1))
-        self.out = nn.Sequential(_norm(c), nn.SiLU(), nn.Conv2d(c, channels, 3, padding=1))
+        out = out_channels or channels
+        self.out = nn.Sequential(_norm(c), nn.SiLU(), nn.Conv2d(c, out, 3, padding=1))
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         emb = self.time(timestep_embedding(t, self.base).to(x.dtype))

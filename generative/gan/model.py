@@ -1,12 +1,17 @@
 """GANs as :class:`GenerativeModel`: DCGAN and WGAN-GP share one class and differ in defaults.
 
 A GAN supplies its own two optimisers and ``train_step``: every step updates the critic
-once, and every ``n_critic``-th step also the generator. GANs define no ``log_prob``;
-evaluate them with :mod:`generative.metrics`.
+once, and every ``n_critic``-th step also the generator. Samples come from an exponential
+moving average of the generator's weights (``ema``). GANs define no ``log_prob``; evaluate
+them with :mod:`generative.metrics`.
+
+Vector data (the 2-D toys) needs another training budget than images: ``TRAIN_BY_KIND``
+holds it (``runs`` reads ``TRAIN``, the image budget, as every model's default).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, ClassVar
 
@@ -51,32 +56,46 @@ class GANConfig:
     """Adam betas of both optimisers."""
     spectral_norm: bool = False
     """Spectrally normalise every layer of the critic."""
-    critic_norm: str = "batch"
-    """Normalisation in the critic: none | batch | layer (batch is not allowed with wgan-gp)."""
+    critic_norm: str = "auto"
+    """Normalisation in the critic: auto | none | batch | layer (batch is not allowed with
+    wgan-gp). auto: batch for images (DCGAN), none for vectors (an MLP critic with batch norm
+    diverged on the 2-D toys at their learning rate)."""
+    ema: float = 0.999
+    """Decay per generator step of the weight average that samples are drawn from (Yazici et
+    al. 2019: it damps the oscillation of GAN training); 0 = sample the last weights."""
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "channels", "hidden", "layers", "n_critic"):
             _check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
         _check(self.loss in LOSSES, "loss", self.loss, " | ".join(LOSSES))
-        _check(self.critic_norm in NORMS, "critic_norm", self.critic_norm, " | ".join(NORMS))
+        norms = ("auto", *NORMS)
+        _check(self.critic_norm in norms, "critic_norm", self.critic_norm, " | ".join(norms))
+        _check(0 <= self.ema < 1, "ema", self.ema, "in [0, 1)")
         _check(self.gp_weight >= 0, "gp_weight", self.gp_weight, ">= 0")
         _check(self.d_lr_ratio > 0, "d_lr_ratio", self.d_lr_ratio, "> 0")
         _check(len(self.betas) == 2, "betas", self.betas, "two numbers")
         _check(
-            not (self.loss == "wgan-gp" and self.critic_norm == "batch"),
+            not (self.loss == "wgan-gp" and self.critic_norm in ("batch", "auto")),
             "critic_norm",
             self.critic_norm,
             "none or layer with wgan-gp (batch norm breaks the per-example gradient penalty)",
         )
 
+    def critic_norm_for(self, kind: str) -> str:
+        """The critic's normalisation for data of ``kind`` (``image`` | ``vector``)."""
+        if self.critic_norm != "auto":
+            return self.critic_norm
+        return "batch" if kind == "image" else "none"
+
 
 @dataclasses.dataclass(frozen=True)
 class WGANGPConfig(GANConfig):
-    """WGAN-GP defaults (Gulrajani et al. 2017): 5 critic steps, Adam(0, 0.9), no norm."""
+    """WGAN-GP defaults (Gulrajani et al. 2017): 5 critic steps, no norm, Adam(0.5, 0.9) as in
+    the authors' code (the paper's beta1 = 0 kept the 2-D toys circling between modes)."""
 
     loss: str = "wgan-gp"
     n_critic: int = 5
-    betas: tuple[float, float] = (0.0, 0.9)
+    betas: tuple[float, float] = (0.5, 0.9)
     critic_norm: str = "none"
 
 
@@ -86,6 +105,11 @@ class GAN(GenerativeModel):
     Config = GANConfig
     SMOKE: ClassVar[dict[str, Any]] = {"latent_dim": 8, "channels": 4, "hidden": 16, "layers": 1}
     TRAIN: ClassVar[dict[str, Any]] = {"lr": 2e-4, "batch_size": 64, "steps": 5000}
+    # 2-D toys: at lr 2e-4 and batches of 64 samples still spread between modes after the
+    # image budget; larger batches and lr 1e-3 settle them (benchmarks/bench_mode_coverage.py)
+    TRAIN_BY_KIND: ClassVar[dict[str, dict[str, Any]]] = {
+        "vector": {"lr": 1e-3, "batch_size": 256, "steps": 10000}
+    }
 
     def __init__(self, cfg: GANConfig, spec: DataSpec):
         super().__init__(cfg, spec)
@@ -94,15 +118,20 @@ class GAN(GenerativeModel):
             if h % 4 or w % 4:
                 raise DataError(f"GAN images need sides divisible by 4, got {h}x{w}")
             self.generator: nn.Module = ImageGenerator(cfg.latent_dim, spec.shape, cfg.channels)
-            self.critic: nn.Module = ImageCritic(spec.shape, cfg.channels, cfg.critic_norm)
+            norm = cfg.critic_norm_for("image")
+            self.critic: nn.Module = ImageCritic(spec.shape, cfg.channels, norm)
         elif spec.kind == "vector":
             self.generator = VectorGenerator(cfg.latent_dim, spec.dims, cfg.hidden, cfg.layers)
-            self.critic = VectorCritic(spec.dims, cfg.hidden, cfg.layers, cfg.critic_norm)
+            norm = cfg.critic_norm_for("vector")
+            self.critic = VectorCritic(spec.dims, cfg.hidden, cfg.layers, norm)
         else:
             raise DataError(f"GANs model images or vectors, not {spec.kind} data")
         if cfg.spectral_norm:
             apply_spectral_norm(self.critic)
+        # the weight average samples are drawn from; a copy, never optimised
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.register_buffer("critic_steps", torch.tensor(0))
+        self.register_buffer("generator_steps", torch.tensor(0))
 
     # -- data ------------------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
@@ -174,13 +203,30 @@ class GAN(GenerativeModel):
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
+            self.update_average()
             metrics["loss_g"] = float(loss_g.detach())
         return {"loss": metrics["loss_d"], **metrics}
 
     @torch.no_grad()
+    def update_average(self) -> None:
+        """Move ``generator_ema`` toward the generator: ``ema <- d ema + (1 - d) weights`` with
+        ``d = min(ema, (1 + k) / (10 + k))`` after ``k`` generator steps (early steps move it
+        further, so it does not start at the initial weights); buffers (batch-norm statistics)
+        are copied."""
+        self.generator_steps += 1
+        k = int(self.generator_steps)
+        decay = min(self.cfg.ema, (1 + k) / (10 + k))
+        for avg, p in zip(
+            self.generator_ema.parameters(), self.generator.parameters(), strict=True
+        ):
+            avg.lerp_(p, 1 - decay)
+        for avg, b in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            avg.copy_(b)
+
+    @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:
-        """``(n, *shape)`` samples; ``temperature`` scales the noise ``z``."""
-        return self.decode(self.generator(self.noise(n) * temperature))
+        """``(n, *shape)`` samples of the averaged generator; ``temperature`` scales ``z``."""
+        return self.decode(self.generator_ema(self.noise(n) * temperature))
 
 
 class DCGAN(GAN):
@@ -193,3 +239,6 @@ class WGANGP(GAN):
 
     Config = WGANGPConfig
     TRAIN: ClassVar[dict[str, Any]] = {"lr": 2e-4, "batch_size": 64, "steps": 10000}
+    TRAIN_BY_KIND: ClassVar[dict[str, dict[str, Any]]] = {
+        "vector": {"lr": 1e-3, "batch_size": 256, "steps": 20000}
+    }

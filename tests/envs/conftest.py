@@ -4,7 +4,7 @@ import pytest
 
 from envs import TASKS
 
-NON_MUJOCO = ("pendulum", "mountaincar", "tmaze", "gridworld")
+NON_MUJOCO = ("pendulum", "mountaincar", "tmaze", "gridworld", "cue-chaining", "frozenlake")
 
 
 def task_param(name: str):

@@ -36,6 +36,9 @@ def test_schedules_match_their_definitions():
             s.alpha_bar, torch.cumprod(1 - s.betas.double(), 0).float(), rtol=1e-5
         )
         assert torch.all(s.alpha_bar[1:] < s.alpha_bar[:-1])
+    # rescaled to 10 steps the linear betas would reach 0.02 * 100 = 2: clipped below 1
+    short = NoiseSchedule("linear", 10)
+    assert short.betas.max() <= 0.999 and torch.all(short.alpha_bar > 0)
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
@@ -213,3 +216,75 @@ def test_diffusion_density_fits_and_scores():
     assert samples.shape == (200, 2)
     assert torch.allclose(samples.mean(0), torch.tensor([2.0, -1.0]), atol=0.3)
     assert math.isfinite(density.log_prob_estimate(goal[:8]).sum().item())
+
+
+class ConstantNet(nn.Module):
+    """Outputs a fixed prediction ``pred`` and variance interpolation ``u`` for every input."""
+
+    def __init__(self, pred: float, u: float):
+        super().__init__()
+        self.pred, self.u = pred, u
+
+    def forward(self, x, t):
+        return torch.cat([torch.full_like(x, self.pred), torch.full_like(x, self.u)], 1)
+
+
+def test_learned_variance_interpolates_in_log_space_and_its_kl_matches_a_hand_case():
+    """u = 1 gives beta_t, u = -1 the posterior variance, u = 0 their geometric mean; the KL
+    term at t is KL(N(q_mean, q_var) || N(mean, var)) summed over dimensions."""
+    schedule = NoiseSchedule("cosine", 10)
+    t = torch.tensor([4])
+    x0, xt = torch.tensor([[0.5, -0.2]]), torch.tensor([[0.3, 0.1]])
+    beta, small = schedule.betas[4].item(), schedule.posterior_var[4].item()
+    for u, expected in [(1.0, beta), (-1.0, small), (0.0, math.sqrt(beta * small))]:
+        diffusion = GaussianDiffusion(ConstantNet(0.0, u), schedule, "x0", "learned")
+        mean, var = diffusion.p_mean_var(xt, t)
+        assert var.shape == xt.shape and torch.allclose(var, torch.full_like(xt, expected))
+        # x0-prediction of 0: the model's mean is the posterior mean with x0 = 0
+        assert torch.allclose(mean, schedule.coef_xt[4] * xt)
+        q_mean = schedule.coef_x0[4] * x0 + schedule.coef_xt[4] * xt
+        by_hand = torch.distributions.kl_divergence(
+            Normal(q_mean, math.sqrt(small)), Normal(mean, math.sqrt(expected))
+        ).sum()
+        term = diffusion._term(x0, xt, t, mean, var, _gaussian_decoder)
+        assert term.item() == pytest.approx(by_hand.item(), rel=1e-5)
+
+
+def test_hybrid_loss_bound_part_estimates_the_bound_step_terms():
+    """T * L_t at a uniform t has the expectation of the bound minus its prior term."""
+    torch.manual_seed(0)
+    schedule = NoiseSchedule("cosine", 20)
+    diffusion = GaussianDiffusion(GaussianOracle(schedule, 0.7), schedule, "eps", "small").double()
+    x0 = torch.randn(8000, 2, dtype=torch.float64) * 0.7
+    _, mse, vlb = diffusion.loss(x0, _gaussian_decoder, vlb_weight=1.0)
+    steps = diffusion.bound(x0, _gaussian_decoder) - diffusion.prior_term(x0)
+    stderr = ((vlb.var() + steps.var()) / len(x0)).sqrt().item()
+    assert abs(vlb.mean().item() - steps.mean().item()) < 4 * stderr
+    assert mse.shape == vlb.shape == (8000,)
+
+
+def test_hybrid_loss_trains_only_the_variance_through_the_bound():
+    """With a learned variance the bound term is detached from the prediction half of the net's
+    output (Nichol & Dhariwal), so it gives gradient only to the variance half."""
+    torch.manual_seed(0)
+    output = torch.zeros(4, 4, requires_grad=True)  # (B, 2D): prediction, then u
+    diffusion = GaussianDiffusion(lambda x, t: output, NoiseSchedule("cosine", 10), "eps", "learned")
+    loss, mse, _ = diffusion.loss(torch.randn(4, 2), _gaussian_decoder, vlb_weight=1.0)
+    (loss - mse).sum().backward()
+    assert output.grad[:, :2].abs().max() == 0 and output.grad[:, 2:].abs().max() > 0
+
+
+def test_learned_variance_model_is_a_distribution_and_validates():
+    """As for the fixed variances: exp(one-trajectory log-weights) of a learned-variance model
+    total 1 over all 9 images of 2 pixels with 3 levels."""
+    torch.manual_seed(0)
+    cfg = DDPMConfig(timesteps=4, channels=8, mults=(1,), variance="learned", vlb_weight=0.001)
+    model = DDPM(cfg, DataSpec("image", (1, 1, 2), 3)).eval()
+    images = torch.cartesian_prod(torch.arange(3), torch.arange(3)).view(9, 1, 1, 2)
+    with torch.no_grad():
+        p = model.log_prob_trajectory(images.repeat(4000, 1, 1, 1)).exp().view(4000, 9).mean(0)
+    assert p.sum().item() == pytest.approx(1.0, abs=0.06)  # as in the fixed-variance test
+    loss, metrics = model.train().loss(images)
+    assert loss.shape == () and set(metrics) == {"mse", "vlb_terms"}
+    with pytest.raises(ValueError, match="vlb_weight"):
+        DDPMConfig(variance="learned", vlb_weight=0.0)

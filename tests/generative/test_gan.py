@@ -139,3 +139,30 @@ def test_wgan_gp_critic_estimates_the_penalised_wasserstein_distance():
         estimate = (model.critic(real).mean() - model.critic(fake).mean()).item()
     w1 = shift.norm().item()
     assert estimate == pytest.approx(w1 + w1**2 / (2 * 10.0), abs=0.1)
+
+
+def test_critic_norm_auto_is_batch_for_images_and_none_for_vectors():
+    image, vector = (DCGAN(GANConfig(**DCGAN.SMOKE), spec) for spec in SPECS)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in image.critic.modules())
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in vector.critic.modules())
+    with pytest.raises(ValueError, match="critic_norm"):
+        WGANGPConfig(critic_norm="auto")
+
+
+def test_samples_come_from_the_weight_average():
+    """After the k-th generator step the average moves by 1 - d, d = min(ema, (1 + k) / (10 + k)):
+    at k = 1 d = 2/11, at k = 2 d = 0.25 (below ema = 0.9); samples use the average."""
+    torch.manual_seed(0)
+    model = DCGAN(GANConfig(**DCGAN.SMOKE, ema=0.9), SPECS[1])
+    optimizers = model.optimizers(1e-2)
+    average = [p.clone() for p in model.generator.parameters()]
+    for d in (2 / 11, 0.25):
+        model.train_step(torch.randn(8, 2), optimizers)
+        average = [d * a + (1 - d) * p for a, p in zip(average, model.generator.parameters())]
+    for a, p in zip(average, model.generator_ema.parameters(), strict=True):
+        assert torch.allclose(a, p, atol=1e-6)
+    assert not torch.allclose(average[0], next(model.generator.parameters()))
+    torch.manual_seed(1)
+    samples = model.eval().sample(4)
+    torch.manual_seed(1)
+    assert torch.equal(samples, model.generator_ema(model.noise(4)))

@@ -178,3 +178,15 @@ def test_the_demo_study_is_valid(out_dir):
     cells = make_cells(cfg, study_dir(cfg))
     assert len(cells) == 9 and {c.label for c in cells} == {"aif-preference", "aif-reward", "sac"}
     assert not out_dir.exists()
+
+
+def test_discrete_tasks_join_the_study(out_dir):
+    """pymdp agents and the tabular baseline are ordinary cells (issue: discrete studies)."""
+    args = ["compare", "--envs", "tmaze", "--agents", "pymdp:preference,qlearning", "--seeds",
+            "1", "--steps", "40", "--eval-episodes", "5", "--quiet", "--no-video"]  # fmt: skip
+    assert cli.main([*args, "--out", str(out_dir), "--name", "d"]) == 0
+    study = out_dir / "study" / "d"
+    rows = _rows(study)
+    assert {r["agent"] for r in rows} == {"pymdp-preference", "qlearning"}
+    summary = (study / "report" / "summary.md").read_text()
+    assert "## tmaze" in summary and "| pymdp-preference | 1 |" in summary and "n/a" in summary
