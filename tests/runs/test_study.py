@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,23 +137,45 @@ def _activegen(*args, **kwargs):
     return subprocess.Popen(command, start_new_session=True, **kwargs)
 
 
-def test_worker_processes_and_killed_study_resumes_each_cell(out_dir):
-    """Two spawned workers; the whole study is killed (SIGKILL) once a cell holds a
-    checkpoint mid-way; the same command then resumes it without duplicate or lost rows."""
+def _workers(pid):
+    """The pool's worker processes of study process ``pid`` (children running spawn_main)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and "spawn_main" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def test_killed_worker_fails_its_cells_and_the_same_command_resumes_them(out_dir):
+    """Two spawned workers; one is killed (SIGKILL) once a cell holds a checkpoint mid-way.
+    The study reports the unfinished cells and exits 2; the same command resumes them
+    without duplicated or lost evaluation rows."""
     args = [*SAC, "--seeds", "2", "--steps", "500", "--eval-every", "100", "--workers", "2"]
     args += ["--out", str(out_dir), "--name", "k", "--no-video"]
     study = out_dir / "study" / "k"
-    process = _activegen(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = _activegen(*args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     checkpoints = []
     while time.time() < deadline and not checkpoints:
         checkpoints = list(study.glob("cells/*/*/s*/checkpoints/last.pt"))
         time.sleep(0.05)
     assert checkpoints, "no cell checkpointed within 2 minutes"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    workers = _workers(process.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2
+    assert "did not finish; the same command resumes them" in err
     cell = checkpoints[0].parent.parent
-    assert not (cell / "summary.json").exists()  # killed mid-cell
+    assert not (cell / "summary.json").exists()  # it was stopped mid-cell
 
     assert cli.main(args) == 0
     rows = _rows(study)
