@@ -39,7 +39,17 @@ from runs.registry import check_name
 KIND = "study"
 BACKENDS = ("local", "ray")
 # Fields that say how to execute a study, not what it is: they may change between runs.
-EXECUTION_FIELDS = ("workers", "backend", "address", "threads", "quiet", "device", "out", "name")
+EXECUTION_FIELDS = (
+    "workers",
+    "backend",
+    "address",
+    "gpus",
+    "threads",
+    "quiet",
+    "device",
+    "out",
+    "name",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +84,9 @@ class CompareConfig(RunOptions):
     """local | ray (cells as Ray tasks; needs the [cluster] extra)."""
     address: str | None = None
     """Ray cluster address (e.g. ray://head:10001 or auto); unset: a local Ray instance."""
+    gpus: float = 0.0
+    """Ray: GPUs per cell (a fraction shares a GPU between cells). Ray hides GPUs from tasks
+    that ask for none, so --device cuda with --backend ray needs gpus > 0."""
     video: bool = True
     """Film the first episode of every evaluation; the report shows each agent's median seed."""
 
@@ -89,6 +102,13 @@ class CompareConfig(RunOptions):
             "address",
             self.address,
             "unset unless --backend ray",
+        )
+        check(self.gpus >= 0, "gpus", self.gpus, ">= 0")
+        check(
+            self.backend != "ray" or self.device != "cuda" or self.gpus > 0,
+            "gpus",
+            self.gpus,
+            "> 0 for --device cuda with --backend ray (e.g. 1, or 0.5 to share a GPU)",
         )
         for name in ("steps", "eval_every", "eval_episodes"):
             value = getattr(self, name)
@@ -277,9 +297,11 @@ def run_in_processes(cells: Sequence[Cell], workers: int) -> Iterable[Outcome]:
                 yield futures[future], "its worker process died (killed?); run again to resume"
 
 
-def run_on_ray(cells: Sequence[Cell], address: str | None, threads: int) -> Iterable[Outcome]:
-    """Cells as Ray tasks of ``threads`` CPUs each; the study folder must be on a file system
-    every Ray node sees, and activegen installed on every node."""
+def run_on_ray(
+    cells: Sequence[Cell], address: str | None, threads: int, gpus: float
+) -> Iterable[Outcome]:
+    """Cells as Ray tasks of ``threads`` CPUs and ``gpus`` GPUs each; the study folder must
+    be on a file system every Ray node sees, and activegen installed on every node."""
     try:
         import ray
     except ImportError:
@@ -290,7 +312,7 @@ def run_on_ray(cells: Sequence[Cell], address: str | None, threads: int) -> Iter
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
-        task = ray.remote(num_cpus=threads)(_attempt)
+        task = ray.remote(num_cpus=threads, num_gpus=gpus)(_attempt)
         pending = {task.remote(cell): cell for cell in cells}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -381,7 +403,7 @@ def _schedule(cfg: CompareConfig, cells: Sequence[Cell], bar: tqdm) -> Iterable[
     if not cells:
         return iter(())
     runners: dict[str, Callable[[], Iterable[Outcome]]] = {
-        "ray": lambda: run_on_ray(cells, cfg.address, cfg.threads),
+        "ray": lambda: run_on_ray(cells, cfg.address, cfg.threads, cfg.gpus),
         "local": lambda: (
             run_in_process(cells, bar) if cfg.workers == 1 else run_in_processes(cells, cfg.workers)
         ),

@@ -124,6 +124,7 @@ def test_changed_config_is_refused(stub, out_dir, capsys):
         (["--set", "aif.horizon=5"], "AGENT.key=value for sac"),
         (["--set", "sac.no_such_key=5"], "unknown key(s) no_such_key"),
         (["--address", "auto"], "unset unless --backend ray"),
+        (["--backend", "ray", "--device", "cuda"], "invalid gpus=0.0: must be > 0 for --device"),
     ],
 )
 def test_bad_studies_are_refused_before_any_work(out_dir, capsys, args, message):
