@@ -118,10 +118,13 @@ class TrainGenerativeConfig(RunOptions):
             check(value is None or value >= 0, name, value, ">= 0")
 
 
-def resolve_defaults(cfg: TrainGenerativeConfig) -> TrainGenerativeConfig:
-    """Fill the unset fields from the preset and the model's budget; set fields are kept."""
+def resolve_defaults(cfg: TrainGenerativeConfig, kind: str) -> TrainGenerativeConfig:
+    """Fill the unset fields from the preset and the model's budget for data of ``kind``
+    (``TRAIN``, then ``TRAIN_BY_KIND[kind]`` where a model has one, e.g. GANs on 2-D
+    vectors); set fields are kept."""
     model_cls = resolve("generative model", cfg.model)
-    defaults = {**DEFAULT_BUDGET, **EVAL_DEFAULTS, **getattr(model_cls, "TRAIN", {})}
+    by_kind = getattr(model_cls, "TRAIN_BY_KIND", {}).get(kind, {})
+    defaults = {**DEFAULT_BUDGET, **EVAL_DEFAULTS, **getattr(model_cls, "TRAIN", {}), **by_kind}
     if cfg.preset == "smoke":
         defaults.update(SMOKE_BUDGET, **SMOKE_EVAL)
     changes = {k: v for k, v in defaults.items() if getattr(cfg, k) is None}
@@ -239,10 +242,10 @@ def test_metrics(
 def train_generative(cfg: TrainGenerativeConfig) -> Path:
     """Train ``cfg.model`` on ``cfg.data``; return the run folder."""
     torch.set_num_threads(cfg.threads)
-    cfg = resolve_defaults(cfg)
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
     data = dataset_for(cfg)
+    cfg = resolve_defaults(cfg, data.spec.kind)
     model = build_model(cfg, data.spec).to(device)
     data = data.to(device)
     optimizers = model.optimizers(cfg.lr)

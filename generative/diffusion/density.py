@@ -15,8 +15,9 @@ class DiffusionDensity(nn.Module):
     """A diffusion model over vectors ``(B, D)`` whose ``log_prob`` is the variational bound.
 
     ``options`` are :class:`DDPMConfig` fields; the defaults here are sized for latent
-    vectors (``timesteps=100``, all bound terms). ``standardize`` fits a fixed affine
-    normalisation to the first training batch (counted in the density); leave it off when
+    vectors (``timesteps=100``, all bound terms, the fixed variance ``beta_t`` and the simple
+    loss). ``standardize`` fits a fixed affine normalisation to the first training batch
+    (counted in the density); leave it off when
     the data moves during training (a VAE's latents).
     """
 
@@ -24,6 +25,8 @@ class DiffusionDensity(nn.Module):
         super().__init__()
         options = {
             "timesteps": 100,
+            "variance": "large",
+            "vlb_weight": 0.0,
             "bound_steps": 0,
             "sampler": "ddim",
             "sample_steps": 50,

@@ -183,7 +183,7 @@ def test_ddpm_shapes(prediction):
         x = torch.randint(0, 17, (4, 1, 8, 8)) if spec.levels else torch.randn(4, 3)
         loss, metrics = model.loss(x)
         loss.backward()
-        assert loss.shape == () and set(metrics) == {"mse"}
+        assert loss.shape == () and set(metrics) == {"mse", "vlb_terms"}  # hybrid loss by default
         model.eval()
         assert model.log_prob(x).shape == (4,) and model.bits_per_dim(x).shape == (4,)
         assert model.sample(2).shape == (2, *spec.shape)
@@ -268,7 +268,8 @@ def test_hybrid_loss_trains_only_the_variance_through_the_bound():
     output (Nichol & Dhariwal), so it gives gradient only to the variance half."""
     torch.manual_seed(0)
     output = torch.zeros(4, 4, requires_grad=True)  # (B, 2D): prediction, then u
-    diffusion = GaussianDiffusion(lambda x, t: output, NoiseSchedule("cosine", 10), "eps", "learned")
+    schedule = NoiseSchedule("cosine", 10)
+    diffusion = GaussianDiffusion(lambda x, t: output, schedule, "eps", "learned")
     loss, mse, _ = diffusion.loss(torch.randn(4, 2), _gaussian_decoder, vlb_weight=1.0)
     (loss - mse).sum().backward()
     assert output.grad[:, :2].abs().max() == 0 and output.grad[:, 2:].abs().max() > 0

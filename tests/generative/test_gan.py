@@ -158,7 +158,8 @@ def test_samples_come_from_the_weight_average():
     average = [p.clone() for p in model.generator.parameters()]
     for d in (2 / 11, 0.25):
         model.train_step(torch.randn(8, 2), optimizers)
-        average = [d * a + (1 - d) * p for a, p in zip(average, model.generator.parameters())]
+        weights = model.generator.parameters()
+        average = [d * a + (1 - d) * p for a, p in zip(average, weights, strict=True)]
     for a, p in zip(average, model.generator_ema.parameters(), strict=True):
         assert torch.allclose(a, p, atol=1e-6)
     assert not torch.allclose(average[0], next(model.generator.parameters()))

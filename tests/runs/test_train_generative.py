@@ -131,3 +131,15 @@ def test_grid_and_scatter_pictures():
     assert rgb.shape == (11, 11, 3)
     picture = scatter_image(torch.randn(500, 2), size=64)
     assert picture.shape == (64, 64, 3) and picture.min() < 255
+
+
+def test_budget_follows_the_data_kind():
+    """GANs train 2-D toys with their vector budget unless the command line says otherwise."""
+    from runs.train_generative import TrainGenerativeConfig, resolve_defaults
+
+    toy = resolve_defaults(TrainGenerativeConfig(model="dcgan", data="8gaussians"), "vector")
+    assert (toy.lr, toy.batch_size, toy.steps) == (1e-3, 256, 10000)
+    image = resolve_defaults(TrainGenerativeConfig(model="dcgan", data="digits"), "image")
+    assert (image.lr, image.batch_size) == (2e-4, 64)
+    given = TrainGenerativeConfig(model="dcgan", data="8gaussians", lr=5e-3)
+    assert resolve_defaults(given, "vector").lr == 5e-3
