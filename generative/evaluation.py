@@ -38,6 +38,11 @@ def is_estimate(model: nn.Module) -> bool:
     return callable(getattr(model, "elbo", None))
 
 
+def trainable_parameters(model: nn.Module) -> int:
+    """Parameters an optimiser trains: not frozen copies such as weight averages (EMA)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def mean_over(values: Callable[[Tensor], Tensor], batches: Iterable[Tensor]) -> float:
     """Mean of ``values(x) -> (B,)`` over every example of ``batches``, in float64."""
     total, count = 0.0, 0

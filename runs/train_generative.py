@@ -34,6 +34,7 @@ from generative.evaluation import (
     negative_log_likelihood,
     reconstructions,
     timed_samples,
+    trainable_parameters,
 )
 from runs import config as config_lib
 from runs.config import RunOptions, check, check_choice, check_positive
@@ -284,7 +285,7 @@ def train_generative(cfg: TrainGenerativeConfig) -> Path:
         last["best_val"] = best.value
     final = {**last, **test_metrics(model, data, cfg)}
     final.update(write_samples(run, model, data, cfg, cfg.steps))
-    final["params"] = sum(p.numel() for p in model.parameters())
+    final["params"] = trainable_parameters(model)
     final["train_seconds"] = train_seconds
     run.log({k: v for k, v in final.items() if k.startswith("test/")}, cfg.steps)
     return run.finish(final, cfg.steps)

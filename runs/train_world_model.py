@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 import envs
 import world_models
 from generative.base import DataSpec
+from generative.evaluation import trainable_parameters
 from runs import config as config_lib
 from runs.config import RunOptions, check, check_choice, check_positive
 from runs.errors import UserError
@@ -344,7 +345,7 @@ def train_world_model(cfg: TrainWorldModelConfig) -> Path:
     )
     train_seconds = time.perf_counter() - start
     final = {**last, **report(run, model, replay, cfg, cfg.steps)}  # type: ignore[arg-type]
-    final["params"] = sum(p.numel() for p in model.parameters())
+    final["params"] = trainable_parameters(model)
     final["train_seconds"] = train_seconds
     return run.finish(final, cfg.steps)  # type: ignore[arg-type]
 

@@ -15,10 +15,10 @@ class DiffusionDensity(nn.Module):
     """A diffusion model over vectors ``(B, D)`` whose ``log_prob`` is the variational bound.
 
     ``options`` are :class:`DDPMConfig` fields; the defaults here are sized for latent
-    vectors (``timesteps=100``, all bound terms, the fixed variance ``beta_t`` and the simple
-    loss). ``standardize`` fits a fixed affine normalisation to the first training batch
-    (counted in the density); leave it off when
-    the data moves during training (a VAE's latents).
+    vectors (``timesteps=100``, all bound terms, the fixed variance ``beta_t``, the simple
+    loss and no weight average, ``ema=0``, since a VAE prior trains through ``log_prob``).
+    ``standardize`` fits a fixed affine normalisation to the first training batch (counted
+    in the density); leave it off when the data moves during training (a VAE's latents).
     """
 
     def __init__(self, dim: int, standardize: bool = True, **options: Any):
@@ -30,6 +30,7 @@ class DiffusionDensity(nn.Module):
             "bound_steps": 0,
             "sampler": "ddim",
             "sample_steps": 50,
+            "ema": 0.0,
             **options,
         }
         self.dim = dim

@@ -289,3 +289,80 @@ def test_learned_variance_model_is_a_distribution_and_validates():
     assert loss.shape == () and set(metrics) == {"mse", "vlb_terms"}
     with pytest.raises(ValueError, match="vlb_weight"):
         DDPMConfig(variance="learned", vlb_weight=0.0)
+
+
+def _tiny_digits_model(**options) -> DDPM:
+    cfg = DDPMConfig(timesteps=4, channels=8, mults=(1,), **options)
+    return DDPM(cfg, DataSpec("image", (1, 4, 4), 5))
+
+
+def test_weight_average_follows_its_update_rule_step_by_step():
+    """After the k-th optimisation step every averaged weight is ``d avg + (1 - d) w`` with
+    ``d = min(ema, (1 + k) / (10 + k))``; the optimiser never touches the average."""
+    torch.manual_seed(0)
+    model = _tiny_digits_model(ema=0.9)
+    optimizers = model.optimizers(1e-2)
+    averaged = {id(p) for p in model.diffusion_ema.parameters()}
+    assert not any(id(p) in averaged for g in optimizers["opt"].param_groups for p in g["params"])
+    expected = [p.detach().clone() for p in model.diffusion.parameters()]
+    batch = torch.randint(0, 5, (8, 1, 4, 4))
+    for k in range(1, 31):
+        model.train_step(batch, optimizers)
+        d = min(0.9, (1 + k) / (10 + k))
+        for e, p in zip(expected, model.diffusion.parameters(), strict=True):
+            e.mul_(d).add_(p.detach(), alpha=1 - d)
+        assert int(model.updates) == k
+    for e, a in zip(expected, model.diffusion_ema.parameters(), strict=True):
+        assert torch.allclose(e, a, atol=1e-6)
+    raw = torch.cat([p.flatten() for p in model.diffusion.parameters()])
+    avg = torch.cat([p.flatten() for p in model.diffusion_ema.parameters()])
+    assert not torch.allclose(raw, avg)  # d = 0.9 by the end: the average lags the weights
+
+
+def test_log_prob_and_sample_use_the_weight_average_and_it_is_checkpointed():
+    """With ``ema > 0`` the bound, the trajectory weight and the samples are those of the
+    averaged denoiser (changing the raw weights changes none of them); with ``ema = 0`` the
+    raw weights are used. The average is in the state dict, so a reload reproduces the bound."""
+    torch.manual_seed(0)
+    model = _tiny_digits_model(ema=0.99).eval()
+    x = torch.randint(0, 5, (6, 1, 4, 4))
+    noise = torch.randn(3, 1, 4, 4)
+    with torch.no_grad():
+        for p in model.diffusion_ema.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+
+    def outputs(m: DDPM) -> list[torch.Tensor]:
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return [
+                m.log_prob(x, bound_steps=0),
+                m.log_prob_trajectory(x),
+                m.sample(3, noise=noise),
+            ]
+
+    before = outputs(model)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        direct = -model.diffusion_ema.bound(model.encode(x), model._decoder)
+    assert torch.allclose(before[0], direct)
+    with torch.no_grad():
+        for p in model.diffusion.parameters():
+            p.mul_(-1.0)
+    for a, b in zip(before, outputs(model), strict=True):
+        assert torch.equal(a, b)
+
+    assert any(k.startswith("diffusion_ema.") for k in model.state_dict())
+    reloaded = _tiny_digits_model(ema=0.99).eval()
+    reloaded.load_state_dict(model.state_dict())
+    for a, b in zip(before, outputs(reloaded), strict=True):
+        assert torch.equal(a, b)
+
+    plain = _tiny_digits_model(ema=0.0).eval()
+    assert plain.diffusion_ema is None and plain.evaluated is plain.diffusion
+    plain.load_state_dict(model.state_dict(), strict=False)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        raw = -model.diffusion.bound(model.encode(x), model._decoder)
+    assert torch.allclose(outputs(plain)[0], raw)
+    with pytest.raises(ValueError, match="ema"):
+        DDPMConfig(ema=1.0)
