@@ -12,6 +12,10 @@ per second and the wall time. The last line is one JSON object with every run.
 
     flock /tmp/activegen-cpu.lock .venv/bin/python benchmarks/bench_agents.py --quick
     .venv/bin/python benchmarks/bench_agents.py --tasks pendulum --agents sac aif --seeds 3
+    flock /tmp/activegen-cpu.lock .venv/bin/python benchmarks/bench_agents.py --latency
+
+``--latency`` only times ``act`` of an untrained ``aif`` agent with its default (tuned)
+settings on inverted-pendulum and reacher, per objective: the planning latency of issue 7.
 
 The full run (budgets below, 3 seeds, every agent) takes hours on 2 CPU cores: SAC alone runs
 at ~30-45 steps/s there (``shared/machine-notes.md``), about 25 minutes per seed for the
@@ -128,6 +132,50 @@ def run_one(
     }
 
 
+LATENCY_TASKS = ("inverted-pendulum", "reacher")
+
+
+def planning_latency(task: str, objective: str, repeats: int = 10) -> dict[str, Any]:
+    """Milliseconds per ``act`` of an untrained default ``aif`` agent (the world model's
+    weights do not change the work of a plan): best and median of ``repeats`` warm calls."""
+    agent_cls = resolve("agent", "aif")
+    env = make_agent_env(task, "state", seed=0)
+    cfg = agent_cls.Config(task=task, objective=objective, **agent_cls.tuned(task))
+    torch.manual_seed(0)
+    agent = agent_cls(cfg, env, torch.device("cpu"), 0)
+    obs, _ = env.reset(seed=0)
+    _, state = agent.act(obs)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _, state = agent.act(obs, state)
+        times.append(1000 * (time.perf_counter() - start))
+    env.close()
+    return {
+        "task": task,
+        "objective": objective,
+        "candidates": cfg.candidates,
+        "particles": cfg.particles,
+        "horizon": cfg.horizon,
+        "iterations": cfg.iterations,
+        "act_ms_best": min(times),
+        "act_ms_median": statistics.median(times),
+    }
+
+
+def latency_main(objectives: list[str]) -> None:
+    rows = [planning_latency(t, o) for t in LATENCY_TASKS for o in objectives]
+    print(f"{'task':<18} {'objective':<11} {'N x P x H x iters':>18} {'best ms':>8} {'median':>8}")
+    for r in rows:
+        size = f"{r['candidates']}x{r['particles']}x{r['horizon']}x{r['iterations']}"
+        print(
+            f"{r['task']:<18} {r['objective']:<11} {size:>18} "
+            f"{r['act_ms_best']:>8.1f} {r['act_ms_median']:>8.1f}"
+        )
+    print(json.dumps({"bench": "agents", "mode": "latency", "threads": torch.get_num_threads(),
+                      "rows": rows}))  # fmt: skip
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
 
@@ -198,8 +246,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (at least 3 to report)")
     parser.add_argument("--planner", default="cem", help="planner of agents that plan")
     parser.add_argument("--out", type=Path, default=None, help="run folders (default: a temp dir)")
+    parser.add_argument(
+        "--latency", action="store_true", help="only time aif planning (untrained, no training)"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    if args.latency:
+        latency_main(["preference", "efe", "reward"])
+        return
     mode = MODES["quick" if args.quick else "full"]
     tasks = args.tasks or list(QUICK_TASKS if args.quick else TASKS)
     unknown = sorted(set(tasks) - set(TASKS))

@@ -16,6 +16,10 @@ The last line is one JSON object with every number.
 
     flock /tmp/activegen-cpu.lock .venv/bin/python benchmarks/bench_world_models.py --quick
     .venv/bin/python benchmarks/bench_world_models.py --only reacher:state:ensemble --seconds 60
+    flock /tmp/activegen-cpu.lock .venv/bin/python benchmarks/bench_world_models.py --speed
+
+``--speed`` only times imagination (untrained state models, their ``STATE`` sizes, the
+tasks' observation and action sizes): no collection, training or evaluation.
 
 Targets: every model beats both baselines at every horizon up to 25 on state tasks; pixel
 predictions after 10 steps stay recognisable (PSNR); a plan takes under 100 ms for the
@@ -158,6 +162,27 @@ def run_case(
     }
 
 
+def speed_rows(only: list[str], device: torch.device, repeats: int = 10) -> list[dict]:
+    """Imagination speed of the untrained state models (the weights do not change the work)."""
+    rows = []
+    for task, obs, name in cases(only):
+        if obs != "state":
+            continue
+        env = make_env(task, obs, seed=0)
+        spec, action_dim = observation_spec(env), ActionCodec(env.action_space).dim
+        env.close()
+        cls = resolve("world model", name)
+        torch.manual_seed(0)
+        model = cls(cls.Config(**cls.STATE), spec, action_dim).to(device)
+        rows.append({"task": task, "model": name, **imagination_speed(model, repeats=repeats)})
+        print(
+            f"{task:<18} {name:<9} {rows[-1]['plan_ms']:>7.1f} ms/plan "
+            f"{rows[-1]['latent_steps_per_s'] / 1e6:>5.2f} M latent steps/s",
+            flush=True,
+        )
+    return rows
+
+
 def beats_baselines(row: dict, up_to: int = 25) -> bool | None:
     """Whether the model's MSE is below both baselines at every reported horizon <= up_to."""
     checks = []
@@ -210,10 +235,17 @@ def main() -> None:
     parser.add_argument(
         "--particles", type=int, default=0, help="open loop: 0 follows the mode, N averages N draws"
     )
+    parser.add_argument("--speed", action="store_true", help="only time imagination (minutes)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     mode = "quick" if args.quick else "full"
     device = torch.device(args.device)
+    if args.speed:
+        rows = speed_rows(args.only, device)
+        print(json.dumps({"bench": "world_models", "mode": "speed", "threads": args.threads,
+                          "rows": rows}))  # fmt: skip
+        return
     rows = []
     for task, obs, name in cases(args.only):
         seconds = args.seconds or MODES[mode]["seconds"][obs]

@@ -51,6 +51,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "runs.train_generative:sample",
         "Draw samples (an image grid, or text after --prompt) from a trained generative run.",
     ),
+    "compare-generative": (
+        "runs.compare_generative:CompareGenerativeConfig",
+        "runs.compare_generative:compare_generative",
+        "Train (or load) one generative model per family on the same data; one table.",
+    ),
     "compare": (
         "runs.study:CompareConfig",
         "runs.study:compare",

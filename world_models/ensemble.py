@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -41,6 +42,8 @@ ACTIVATIONS = {"silu": F.silu, "relu": F.relu}
 # Imagined observations stay within the range seen in the data, widened by this share of
 # it: far outside, the MLPs extrapolate and open-loop rollouts blow up.
 OBS_MARGIN = 0.1
+# Rows per block of the reward and continuation heads on many states (see _read_out).
+READ_OUT_ROWS = 2048
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,18 +143,36 @@ class GaussianEnsemble(nn.Module):
         logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
         return self.min_logvar + F.softplus(logvar - self.min_logvar)
 
-    def forward_columns(self, x: Tensor) -> Tensor:
+    def forward_columns(self, x: Tensor, work: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """The raw output ``(M, 2 * out, N)`` (means, then unbounded log-variances) of
         column-major inputs ``(M, in, N)``: the map of :meth:`forward`, transposed.
 
         Planning puts few rows through a narrow output layer, which a CPU computes several
         times faster as ``W^T x^T`` than as ``x W``; the hidden layers run as fast either
-        way. Without autograd the activations are applied in place (no fresh buffers).
+        way. Without autograd the activations are applied in place, and the hidden layers
+        write into ``work`` (see :meth:`workspace`) when given.
         """
         inplace = not torch.is_grad_enabled()
-        for layer in self.hidden:
-            x = self.activation(layer.forward_columns(x), inplace=inplace)
+        for i, layer in enumerate(self.hidden):
+            if work is None or not inplace:
+                x = layer.forward_columns(x)
+            else:
+                x = torch.baddbmm(layer.bias.mT, layer.weight.mT, x, out=work[i % 2])
+            x = self.activation(x, inplace=inplace)
         return self.out.forward_columns(x)
+
+    def workspace(self, rows: int, like: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Two buffers ``(M, hidden, rows)`` for the hidden activations of
+        :meth:`forward_columns`, to reuse along a rollout (``None`` with autograd): on a
+        CPU, fresh megabyte-sized outputs at every step cost more in page faults than the
+        products themselves."""
+        if torch.is_grad_enabled():
+            return None
+        members, hidden, _ = self.out.weight.shape
+        return (
+            like.new_empty(members, hidden, rows),
+            like.new_empty(members, hidden, rows),
+        )
 
 
 class EnsembleDynamics(WorldModel):
@@ -206,15 +227,24 @@ class EnsembleDynamics(WorldModel):
         """``o`` ``(..., D)`` and ``a`` ``(..., A)`` to the network input ``(..., D + A)``."""
         return torch.cat([(obs - self.obs_mean) / self.obs_std, action], -1)
 
-    def _block_outputs(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _input_scaling(self) -> tuple[Tensor, Tensor]:
+        """``shift``, ``scale`` ``(D + A,)`` with ``(deter - shift) / scale`` the network input
+        of ``deter = [o, a]``: the actions' entries (0 and 1) leave them exactly as they are."""
+        zeros = torch.zeros(self.action_dim, device=self.device)
+        return torch.cat([self.obs_mean, zeros]), torch.cat([self.obs_std, zeros + 1])
+
+    def _block_outputs(
+        self, x: Tensor, work: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Standardised inputs ``(N, D + A)`` in ``M`` contiguous blocks of ``ceil(N / M)``
         rows, block ``m`` for member ``m`` -> each row's delta mean and bounded
-        log-variance (standardised units), ``(N, D)`` each, in one network call."""
+        log-variance (standardised units), ``(N, D)`` each, in one network call
+        (``work``: see :meth:`GaussianEnsemble.workspace`)."""
         m, n = self.members, x.shape[0]
         pad = -n % m
         if pad:
             x = torch.cat([x, x[:1].expand(pad, -1)], 0)
-        raw = self.net.forward_columns(x.view(m, -1, x.shape[-1]).mT)
+        raw = self.net.forward_columns(x.view(m, -1, x.shape[-1]).mT, work)
         mean, logvar = raw.mT.reshape(n + pad, -1)[:n].chunk(2, -1)
         return mean, self.net.bound(logvar)
 
@@ -247,28 +277,35 @@ class EnsembleDynamics(WorldModel):
 
     def rollout_blocks(
         self, obs: Tensor, actions: Tensor, noise: bool = True
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> tuple[LatentState, tuple[Tensor, Tensor]]:
         """:meth:`predict_blocks` along a horizon, sampling each step (TS1 by blocks).
 
-        ``obs`` ``(N, D)``, ``actions`` ``(N, H, A)`` -> the observations reached, and each
-        step's predicted mean and std (observation units), ``(N, H, D)`` each. Step ``t``
+        ``obs`` ``(N, D)``, ``actions`` ``(N, H, A)`` -> the states reached ``(N, H, .)``
+        (without ``stats``) and each step's predicted mean and std (observation units),
+        ``(N, H, D)`` each. Step ``t``
         draws ``o_{t+1} ~ N(mean, std²)`` (the mean when ``noise`` is false) with one
         ``randn`` of ``(N, D)``, clipped as :meth:`clamp_observation` does: the same draws
         and values as ``H`` calls of :meth:`predict_blocks`, for less work per step.
         """
         obs = obs.float()
-        actions = actions.float()
-        reached, means, stds = [], [], []
-        for t in range(actions.shape[1]):
-            mean, logvar = self._block_outputs(self._standardised(obs, actions[:, t]))
+        shift, scale = self._input_scaling()
+        work = self.net.workspace(-(-obs.shape[0] // self.members), obs)
+        deters, reached, means, stds = [], [], [], []
+        for action in actions.float().unbind(1):
+            deter = torch.cat([obs, action], -1)
+            mean, logvar = self._block_outputs((deter - shift) / scale, work)
             mean = obs + mean * self.delta_std + self.delta_mean
             std = (0.5 * logvar).exp() * self.delta_std
             sample = mean + std * torch.randn_like(std) if noise else mean
             obs = sample.clamp(self.obs_low, self.obs_high)
+            deters.append(deter)
             reached.append(obs)
             means.append(mean)
             stds.append(std)
-        return torch.stack(reached, 1), torch.stack(means, 1), torch.stack(stds, 1)
+        return LatentState(torch.stack(deters, 1), torch.stack(reached, 1)), (
+            torch.stack(means, 1),
+            torch.stack(stds, 1),
+        )
 
     def clamp_observation(self, obs: Tensor) -> Tensor:
         """Keep imagined observations within the data's range plus a margin."""
@@ -319,9 +356,12 @@ class EnsembleDynamics(WorldModel):
         per_member = -(-n // m)
         order = inverse = None
         obs = state.stoch
-        before, reached, means, stds = [], [], [], []
+        shift, scale = self._input_scaling()
+        work = self.net.workspace(per_member, actions)
+        states = []
         for action in actions.unbind(1):
-            x = self._standardised(obs, action)
+            deter = torch.cat([obs, action], -1)
+            x = (deter - shift) / scale
             if not sample:
                 mean, logvar = self._all_members(x)
                 mean = mean.mean(0)
@@ -332,33 +372,40 @@ class EnsembleDynamics(WorldModel):
                     # Particle order[k] goes to member k // per_member (padding rows repeat).
                     perm = torch.randperm(per_member * m, device=self.device)
                     order, inverse = perm % n, perm.argsort()[:n]
-                mean, logvar = self._block_outputs(x[order])
+                mean, logvar = self._block_outputs(x[order], work)
                 mean, std = mean[inverse], (0.5 * logvar[inverse]).exp()
                 delta = mean + std * torch.randn_like(std)
-            before.append(obs)
-            obs = (obs + delta * self.delta_std + self.delta_mean).clamp(self.obs_low, self.obs_high)
-            reached.append(obs)
-            means.append(mean)
-            stds.append(std)
-        start = torch.stack(before, 1)
-        stats = torch.cat(
-            [
-                start + torch.stack(means, 1) * self.delta_std + self.delta_mean,
-                torch.stack(stds, 1) * self.delta_std,
-            ],
-            -1,
-        )
-        return LatentState(torch.cat([start, actions], -1), torch.stack(reached, 1), stats)
+            next_obs = (obs + delta * self.delta_std + self.delta_mean).clamp(
+                self.obs_low, self.obs_high
+            )
+            stats = torch.cat(
+                [obs + mean * self.delta_std + self.delta_mean, std * self.delta_std], -1
+            )
+            states.append(LatentState(deter, next_obs, stats))
+            obs = next_obs
+        return LatentState.stack(states)
 
     # -- read-outs --------------------------------------------------------------------------
     def decode(self, states: LatentState) -> Tensor:
         return states.stoch.unflatten(-1, self.spec.shape)
 
     def reward(self, states: LatentState) -> Tensor:
-        return self.reward_head(self._inputs(states.deter))
+        return self._read_out(self.reward_head, states.deter)
 
     def continuation(self, states: LatentState) -> Tensor:
-        return self.cont_head.probability(self._inputs(states.deter))
+        return self._read_out(self.cont_head.probability, states.deter)
+
+    def _read_out(self, head: Callable[[Tensor], Tensor], deter: Tensor) -> Tensor:
+        """``head`` on the inputs of the transitions ``deter`` ``(*batch, D + A)`` ->
+        ``(*batch,)``. Without autograd, many rows go through in blocks of
+        ``READ_OUT_ROWS``: a plan's 15,000 rows in one block took several times longer on a
+        CPU, its large temporaries missing the cache and fresh from the system each time."""
+        shift, scale = self._input_scaling()
+        x = (deter - shift) / scale
+        if torch.is_grad_enabled() or x[..., 0].numel() <= READ_OUT_ROWS:
+            return head(x)
+        rows = x.reshape(-1, x.shape[-1])
+        return torch.cat([head(block) for block in rows.split(READ_OUT_ROWS)]).view(x.shape[:-1])
 
     # -- training ---------------------------------------------------------------------------
     def _transitions(self, batch: Chunk) -> tuple[Tensor, Tensor, Tensor, Tensor]:

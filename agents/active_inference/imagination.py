@@ -163,6 +163,25 @@ class EnsembleImaginer(Imaginer):
             pred_std=pred_std,
         )
 
+    def rollout(self, state: LatentState, actions: Tensor, needs: Needs) -> Imagined:
+        """:meth:`step` along ``actions`` ``(R, H, A)`` in one call (``needs.members``
+        false): an :class:`Imagined` of ``(R, H)`` rows, the same draws and values as ``H``
+        steps with less work per step."""
+        model = self.model
+        reached, (pred_mean, pred_std) = model.rollout_blocks(state.stoch, actions, self.noise)
+        reward = cont = None
+        if needs.reward:
+            reward, cont = model.reward(reached), model.continuation(reached)
+        return Imagined(
+            reached,
+            reached.stoch,
+            efe.gaussian_entropy(pred_std),
+            reward,
+            cont,
+            pred_mean=pred_mean,
+            pred_std=pred_std,
+        )
+
     def features(self, state: LatentState) -> Tensor:
         return (state.stoch - self.model.obs_mean) / self.model.obs_std
 
@@ -221,6 +240,16 @@ class RSSMImaginer(Imaginer):
         return state.features
 
 
+def flat_rows(rows: Imagined) -> Imagined:
+    """An :class:`Imagined` of ``(R, H)`` rows as one of ``R * H`` rows."""
+    flat = {
+        f.name: None if (v := getattr(rows, f.name)) is None else v.flatten(0, 1)
+        for f in dataclasses.fields(rows)
+        if f.name not in ("state", "member_mean", "member_std")
+    }
+    return Imagined(rows.state.flatten(), member_mean=None, member_std=None, **flat)
+
+
 def make_imaginer(model: WorldModel, noise: bool = True) -> Imaginer:
     if isinstance(model, EnsembleDynamics):
         return EnsembleImaginer(model, noise)
@@ -241,35 +270,64 @@ def stack(
     ``members_from_particles`` takes the member arrays from the particles' own predictions:
     ``(P, N, 1, H, D)``, each particle a component of the predictive mixture.
     """
-    n = candidates
-    p = steps[0][0].shape[0] // n
-    h = len(steps)
 
-    def column(values: list[Tensor | None], members: bool = False) -> Tensor | None:
-        if values[0] is None:
-            return None
-        if members:  # (M, R, D) per step -> (M, N, P, H, D)
-            stacked = torch.stack(values, -2)  # type: ignore[arg-type]
-            return stacked.reshape(stacked.shape[0], p, n, h, -1).transpose(1, 2)
-        stacked = torch.stack(values, 1)  # type: ignore[arg-type]  # (R, H, ...)
-        return stacked.reshape(p, n, *stacked.shape[1:]).transpose(0, 1)
+    def column(values: list[Tensor | None], dim: int = 1) -> Tensor | None:
+        return None if values[0] is None else torch.stack(values, dim)  # type: ignore[arg-type]
 
     imagined = [s for _, s in steps]
-    outcomes = None
+    obs = None
     if keep_outcomes:
-        outcomes = column([None if s.obs is None else s.obs.flatten(1) for s in imagined])
-    member_mean = column([s.member_mean for s in imagined], members=True)
-    member_std = column([s.member_std for s in imagined], members=True)
+        obs = column([None if s.obs is None else s.obs.flatten(1) for s in imagined])
+    rows = Imagined(
+        imagined[0].state,  # not part of a Rollout
+        obs,
+        column([s.obs_entropy for s in imagined]),  # type: ignore[arg-type]
+        column([s.reward for s in imagined]),
+        column([s.cont for s in imagined]),
+        column([s.member_mean for s in imagined], -2),
+        column([s.member_std for s in imagined], -2),
+        column([s.latent_kl for s in imagined]),
+        column([s.pred_mean for s in imagined]),
+        column([s.pred_std for s in imagined]),
+    )
+    log_preference = column([lp for lp, _ in steps])
+    assert log_preference is not None
+    return rollout_of(log_preference, rows, candidates, keep_outcomes, members_from_particles)
+
+
+def rollout_of(
+    log_preference: Tensor,
+    rows: Imagined,
+    candidates: int,
+    keep_outcomes: bool = False,
+    members_from_particles: bool = False,
+) -> Rollout:
+    """A :class:`Rollout` of ``(N, P, H)`` tensors from ``log p̃`` ``(R, H)`` and the
+    fields of ``rows`` over the same ``R = P * N`` rows (particle-major) and ``H`` steps
+    (``member_mean``, ``member_std``: ``(M, R, H, D)``); see :func:`stack`."""
+    n = candidates
+    p = log_preference.shape[0] // n
+
+    def column(values: Tensor | None) -> Tensor | None:  # (R, H, ...) -> (N, P, H, ...)
+        return None if values is None else values.unflatten(0, (p, n)).transpose(0, 1)
+
+    def members(values: Tensor | None) -> Tensor | None:  # (M, R, H, D) -> (M, N, P, H, D)
+        return None if values is None else values.unflatten(1, (p, n)).transpose(1, 2)
+
+    outcomes = None
+    if keep_outcomes and rows.obs is not None:
+        outcomes = column(rows.obs.reshape(*log_preference.shape, -1))
+    member_mean, member_std = members(rows.member_mean), members(rows.member_std)
     if members_from_particles:
-        mean, std = column([s.pred_mean for s in imagined]), column([s.pred_std for s in imagined])
+        mean, std = column(rows.pred_mean), column(rows.pred_std)
         assert mean is not None and std is not None
         member_mean, member_std = mean.transpose(0, 1)[:, :, None], std.transpose(0, 1)[:, :, None]
     return Rollout(
-        log_preference=column([lp for lp, _ in steps]),  # type: ignore[arg-type]
-        obs_entropy=column([s.obs_entropy for s in imagined]),  # type: ignore[arg-type]
-        reward=column([s.reward for s in imagined]),
-        cont=column([s.cont for s in imagined]),
-        latent_kl=column([s.latent_kl for s in imagined]),
+        log_preference=column(log_preference),  # type: ignore[arg-type]
+        obs_entropy=column(rows.obs_entropy),  # type: ignore[arg-type]
+        reward=column(rows.reward),
+        cont=column(rows.cont),
+        latent_kl=column(rows.latent_kl),
         outcomes=outcomes,
         member_mean=member_mean,
         member_std=member_std,
@@ -308,6 +366,11 @@ def imagine(
         and particles % imaginer.model.members == 0
     )
     step_needs = dataclasses.replace(needs, members=False) if from_particles else needs
+    if isinstance(imaginer, EnsembleImaginer) and not step_needs.members:
+        # The whole horizon at once, scored in one call: preferences are row by row.
+        rows = imaginer.rollout(state, acts, step_needs)
+        log_preference = log_preference(flat_rows(rows)).view(rows.obs_entropy.shape)
+        return rollout_of(log_preference, rows, n, needs.outcomes, from_particles)
     steps = []
     for t in range(h):
         step = imaginer.step(state, acts[:, t], step_needs)

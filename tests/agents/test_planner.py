@@ -74,3 +74,36 @@ def test_non_finite_costs_count_as_worst(kind):
 def test_invalid_settings_name_the_field(changes, field):
     with pytest.raises(ValueError, match=f"invalid {field}="):
         PlannerConfig(**changes)
+
+
+def test_imagining_the_whole_horizon_at_once_matches_step_by_step():
+    """The ensemble's one-call rollout against the generic loop of ``Imaginer.step``."""
+    from agents.active_inference.imagination import EnsembleImaginer, Needs, imagine, stack
+    from generative.base import DataSpec
+    from world_models.ensemble import EnsembleConfig, EnsembleDynamics
+    from world_models.state import LatentState
+
+    torch.manual_seed(0)
+    cfg = EnsembleConfig(members=5, hidden=16, layers=3, head=(8,))
+    model = EnsembleDynamics(cfg, DataSpec("vector", (3,)), action_dim=2)
+    imaginer = EnsembleImaginer(model)
+    start = LatentState(torch.zeros(1, 5), torch.randn(1, 3))
+    actions = torch.rand(4, 6, 2) * 2 - 1
+    needs = Needs(obs=True, reward=True, members=True, outcomes=True)
+
+    def score(step):
+        return -step.obs.pow(2).sum(-1)
+
+    with torch.no_grad():
+        torch.manual_seed(1)
+        fast = imagine(imaginer, start, actions, score, particles=5, needs=needs)
+        torch.manual_seed(1)
+        state, acts, steps = start.map(lambda t: t.expand(20, -1)), actions.repeat(5, 1, 1), []
+        for t in range(6):
+            step = imaginer.step(state, acts[:, t], Needs(obs=True, reward=True))
+            state = step.state
+            steps.append((score(step), step))
+        ref = stack(steps, 4, keep_outcomes=True, members_from_particles=True)
+    for name in ("log_preference", "obs_entropy", "reward", "cont", "outcomes", "member_mean"):
+        torch.testing.assert_close(getattr(fast, name), getattr(ref, name), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast.member_std, ref.member_std, rtol=1e-5, atol=1e-5)

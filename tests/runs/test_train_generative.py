@@ -143,3 +143,28 @@ def test_budget_follows_the_data_kind():
     assert (image.lr, image.batch_size) == (2e-4, 64)
     given = TrainGenerativeConfig(model="dcgan", data="8gaussians", lr=5e-3)
     assert resolve_defaults(given, "vector").lr == 5e-3
+
+
+def test_compare_generative_writes_table_and_figures(out_dir, capsys):
+    args = ["compare-generative", "--models", "vae,dcgan", "--steps", "5", "--n", "40"]
+    assert cli.main([*args, "--out", str(out_dir), "--quiet"]) == 0
+    (folder,) = out_dir.glob("compare-generative/digits/*")
+    table = (folder / "table.md").read_text()
+    assert "| vae | IS estimate |" in table and "| dcgan | none |" in table
+    assert "| real data (test vs train) |" in table
+    rows = (folder / "table.csv").read_text().splitlines()
+    assert rows[0].startswith("model,likelihood,params") and len(rows) == 4
+    for png in ("samples/vae.png", "samples/dcgan.png", "samples.png"):
+        assert (folder / png).read_bytes()[:4] == b"\x89PNG"
+    # finished runs are loaded, not retrained
+    runs = sorted(str(p) for p in out_dir.glob("generative/*/*"))
+    again = ["compare-generative", "--runs", *runs, "--n", "40", "--out", str(out_dir)]
+    assert cli.main(again) == 0
+    assert len(list(out_dir.glob("generative/*/*"))) == 2
+    assert capsys.readouterr().out.count("| vae | IS estimate |") == 2
+
+
+def test_compare_generative_refuses_non_image_data(out_dir, capsys):
+    args = ["compare-generative", "--data", "moons", "--models", "vae", "--out", str(out_dir)]
+    assert cli.main(args) == 2
+    assert "needs image data" in capsys.readouterr().err

@@ -85,3 +85,89 @@ def test_normaliser_statistics_are_saved_with_the_weights():
     for name in ("obs_mean", "obs_std", "delta_mean", "delta_std"):
         assert torch.equal(getattr(copy, name), getattr(model, name)) and name in model.state_dict()
     assert float(copy.obs_mean) > 5  # the mean of o in [10, 14] and sin(3o) in [-1, 1]
+
+
+def _trained_like(model: EnsembleDynamics) -> EnsembleDynamics:
+    """Non-trivial statistics and log-variance bounds, as after fitting."""
+    model.fit_normalizer(_chunk(torch.rand(64) * 4 - 2))
+    model.obs_low.fill_(-1.5)  # some imagined observations are clipped
+    return model
+
+
+def test_column_major_forward_matches_the_row_major_one():
+    torch.manual_seed(0)
+    net = _model(layers=3).net
+    x = torch.randn(5, 7, 2)
+    mean, logvar = net(x)
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            raw = net.forward_columns(x.mT.contiguous(), net.workspace(7, x))
+            fast_mean, fast_logvar = raw.mT.chunk(2, -1)
+            # Float tolerance: the products sum in another order.
+            torch.testing.assert_close(fast_mean, mean, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(net.bound(fast_logvar), logvar, rtol=1e-5, atol=1e-6)
+
+
+def _reference_imagine(model, start, actions, propagation, sample=True):
+    """The straightforward loop: standardise, every network call row-major, gather."""
+    n, m = actions.shape[0], model.members
+    per_member = -(-n // m)
+    obs, order, out = start.stoch, None, []
+    for action in actions.unbind(1):
+        deter = torch.cat([obs, action], -1)
+        x = torch.cat([(obs - model.obs_mean) / model.obs_std, action], -1)
+        if not sample:
+            mean, logvar = model.net(x.expand(m, *x.shape))
+            mean, std = mean.mean(0), (0.5 * logvar).exp().mean(0)
+            delta = mean
+        else:
+            if order is None or propagation == "tsinf":
+                perm = torch.randperm(per_member * m)
+                order, inverse = perm % n, perm.argsort()[:n]
+            mean, logvar = model.net(x[order].view(m, per_member, -1))
+            mean = mean.reshape(m * per_member, -1)[inverse]
+            std = (0.5 * logvar).exp().reshape(m * per_member, -1)[inverse]
+            delta = mean + std * torch.randn_like(std)
+        raw = obs + delta * model.delta_std + model.delta_mean
+        next_obs = torch.maximum(torch.minimum(raw, model.obs_high), model.obs_low)
+        stats = torch.cat(
+            [obs + mean * model.delta_std + model.delta_mean, std * model.delta_std], -1
+        )
+        out.append(LatentState(deter, next_obs, stats))
+        obs = next_obs
+    return LatentState.stack(out)
+
+
+def test_imagine_matches_a_straightforward_reference():
+    model = _trained_like(_model(members=4, layers=3))
+    start = LatentState(torch.zeros(10, 2), torch.linspace(-1, 1, 10)[:, None])
+    actions = torch.randn(10, 6, 1)  # 10 particles: member blocks of 3 with padding
+    for grad in (True, False):
+        for propagation, sample in (("ts1", True), ("tsinf", True), ("ts1", False)):
+            with torch.set_grad_enabled(grad):
+                torch.manual_seed(1)
+                fast = model.imagine(start, actions, sample=sample, propagation=propagation)
+                torch.manual_seed(1)
+                ref = _reference_imagine(model, start, actions, propagation, sample)
+            for name in ("deter", "stoch", "stats"):
+                a, b = getattr(fast, name), getattr(ref, name)
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        assert (model.imagine(start, actions).stoch == -1.5).any()  # the clipping was exercised
+
+
+def test_rollout_in_blocks_matches_step_by_step_predictions():
+    model = _trained_like(_model(members=4, layers=3))
+    obs, actions = torch.linspace(-1, 1, 10)[:, None], torch.randn(10, 6, 1)
+    with torch.no_grad():
+        torch.manual_seed(2)
+        states, (mean, std) = model.rollout_blocks(obs, actions)
+        torch.manual_seed(2)
+        o = obs
+        for t in range(6):
+            ref_mean, ref_std = model.predict_blocks(o, actions[:, t])
+            o = model.clamp_observation(ref_mean + ref_std * torch.randn_like(ref_std))
+            torch.testing.assert_close(mean[:, t], ref_mean, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(std[:, t], ref_std, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(states.stoch[:, t], o, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(states.deter[:, t, 1:], actions[:, t])
