@@ -24,6 +24,18 @@ def check(ok: bool, field: str, value: Any, allowed: str) -> None:
         raise ValueError(f"invalid {field}={value!r}: must be {allowed}")
 
 
+@torch.no_grad()
+def update_average(average: nn.Module, model: nn.Module, ema: float, updates: int) -> None:
+    """Move the weight average toward ``model``: ``avg <- d avg + (1 - d) w`` with ``d =
+    min(ema, (1 + k) / (10 + k))`` after ``k = updates`` updates (early updates move it
+    further, so it does not stay at the initial weights); buffers are copied."""
+    decay = min(ema, (1 + updates) / (10 + updates))
+    for avg, p in zip(average.parameters(), model.parameters(), strict=True):
+        avg.lerp_(p, 1 - decay)
+    for avg, b in zip(average.buffers(), model.buffers(), strict=True):
+        avg.copy_(b)
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
     """What one example looks like.

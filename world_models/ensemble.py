@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from generative.base import DataSpec
 from world_models.base import WorldModel, check
-from world_models.heads import ContinuationHead, RewardHead, masked_mean
+from world_models.heads import ContinuationHead, RewardHead, masked_mean, read_out
 from world_models.replay import Chunk
 from world_models.state import LatentState
 
@@ -42,8 +42,6 @@ ACTIVATIONS = {"silu": F.silu, "relu": F.relu}
 # Imagined observations stay within the range seen in the data, widened by this share of
 # it: far outside, the MLPs extrapolate and open-loop rollouts blow up.
 OBS_MARGIN = 0.1
-# Rows per block of the reward and continuation heads on many states (see _read_out).
-READ_OUT_ROWS = 2048
 
 
 @dataclasses.dataclass(frozen=True)
@@ -396,16 +394,10 @@ class EnsembleDynamics(WorldModel):
         return self._read_out(self.cont_head.probability, states.deter)
 
     def _read_out(self, head: Callable[[Tensor], Tensor], deter: Tensor) -> Tensor:
-        """``head`` on the inputs of the transitions ``deter`` ``(*batch, D + A)`` ->
-        ``(*batch,)``. Without autograd, many rows go through in blocks of
-        ``READ_OUT_ROWS``: a plan's 15,000 rows in one block took several times longer on a
-        CPU, its large temporaries missing the cache and fresh from the system each time."""
+        """``head`` on the standardised inputs of the transitions ``deter`` ``(*batch, D + A)``
+        -> ``(*batch,)`` (in blocks without autograd: :func:`world_models.heads.read_out`)."""
         shift, scale = self._input_scaling()
-        x = (deter - shift) / scale
-        if torch.is_grad_enabled() or x[..., 0].numel() <= READ_OUT_ROWS:
-            return head(x)
-        rows = x.reshape(-1, x.shape[-1])
-        return torch.cat([head(block) for block in rows.split(READ_OUT_ROWS)]).view(x.shape[:-1])
+        return read_out(head, (deter - shift) / scale)
 
     # -- training ---------------------------------------------------------------------------
     def _transitions(self, batch: Chunk) -> tuple[Tensor, Tensor, Tensor, Tensor]:

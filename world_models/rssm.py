@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from generative.base import DataSpec
 from generative.vae.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, mlp
 from world_models.base import WorldModel, check
-from world_models.heads import HALF_LOG_2PI, ContinuationHead, RewardHead, masked_mean
+from world_models.heads import HALF_LOG_2PI, ContinuationHead, RewardHead, masked_mean, read_out
 from world_models.replay import Chunk
 from world_models.state import LatentState
 
@@ -37,8 +37,6 @@ STOCH_PRIORS = ("gaussian", "flow")
 # Floor of a learned observation std: without one, a perfectly predictable dimension
 # (a fixed target) would drive its log-likelihood to infinity.
 MIN_OBS_STD = 1e-2
-# States per block of the reward and continuation heads on many states (see _read_out).
-READ_OUT_ROWS = 2048
 
 
 @dataclasses.dataclass(frozen=True)
@@ -350,15 +348,9 @@ class RSSM(WorldModel):
         return self._read_out(self.cont_head.probability, states)
 
     def _read_out(self, head: Callable[[Tensor], Tensor], states: LatentState) -> Tensor:
-        """``head`` on the features of ``states`` ``(*batch, .)`` -> ``(*batch,)``. Without
-        autograd, many states go through in blocks of ``READ_OUT_ROWS``: a plan's 15,000
-        in one block took several times longer on a CPU, its large temporaries missing the
-        cache and fresh from the system each time."""
-        if torch.is_grad_enabled() or math.prod(states.shape) <= READ_OUT_ROWS:
-            return head(states.features)
-        flat = states.flatten()
-        blocks = zip(flat.deter.split(READ_OUT_ROWS), flat.stoch.split(READ_OUT_ROWS), strict=True)
-        return torch.cat([head(torch.cat(block, -1)) for block in blocks]).view(states.shape)
+        """``head`` on the features of ``states`` ``(*batch, .)`` -> ``(*batch,)`` (in blocks
+        without autograd: :func:`world_models.heads.read_out`)."""
+        return read_out(head, states.deter, states.stoch)
 
     # -- training ---------------------------------------------------------------------------
     def observation_nll(self, mean: Tensor, target: Tensor) -> Tensor:

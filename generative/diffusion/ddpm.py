@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from generative.base import DataSpec, GenerativeModel
+from generative.base import DataSpec, GenerativeModel, update_average
 from generative.base import check as _check
 from generative.data import DataError
 from generative.diffusion.denoisers import MLPDenoiser
@@ -214,20 +214,10 @@ class DDPM(GenerativeModel):
 
     @torch.no_grad()
     def update_average(self) -> None:
-        """Move ``diffusion_ema`` toward the trained weights: ``avg <- d avg + (1 - d) w`` with
-        ``d = min(ema, (1 + k) / (10 + k))`` after ``k`` updates (early updates move it
-        further, so it does not stay at the initial weights); buffers are copied."""
+        """Move ``diffusion_ema`` toward the trained weights (``base.update_average``)."""
         self.updates += 1
-        if self.diffusion_ema is None:
-            return
-        k = int(self.updates)
-        decay = min(self.cfg.ema, (1 + k) / (10 + k))
-        for avg, p in zip(
-            self.diffusion_ema.parameters(), self.diffusion.parameters(), strict=True
-        ):
-            avg.lerp_(p, 1 - decay)
-        for avg, b in zip(self.diffusion_ema.buffers(), self.diffusion.buffers(), strict=True):
-            avg.copy_(b)
+        if self.diffusion_ema is not None:
+            update_average(self.diffusion_ema, self.diffusion, self.cfg.ema, int(self.updates))
 
     # -- the interface ----------------------------------------------------------------------
     def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, float]]:

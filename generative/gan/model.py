@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from generative.base import DataSpec, GenerativeModel
+from generative.base import DataSpec, GenerativeModel, update_average
 from generative.base import check as _check
 from generative.data import DataError
 from generative.gan.losses import LOSSES, critic_loss, generator_loss, gradient_penalty
@@ -209,19 +209,10 @@ class GAN(GenerativeModel):
 
     @torch.no_grad()
     def update_average(self) -> None:
-        """Move ``generator_ema`` toward the generator: ``ema <- d ema + (1 - d) weights`` with
-        ``d = min(ema, (1 + k) / (10 + k))`` after ``k`` generator steps (early steps move it
-        further, so it does not start at the initial weights); buffers (batch-norm statistics)
-        are copied."""
+        """Move ``generator_ema`` toward the generator (``generative.base.update_average``;
+        batch-norm statistics are copied)."""
         self.generator_steps += 1
-        k = int(self.generator_steps)
-        decay = min(self.cfg.ema, (1 + k) / (10 + k))
-        for avg, p in zip(
-            self.generator_ema.parameters(), self.generator.parameters(), strict=True
-        ):
-            avg.lerp_(p, 1 - decay)
-        for avg, b in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
-            avg.copy_(b)
+        update_average(self.generator_ema, self.generator, self.cfg.ema, int(self.generator_steps))
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:
