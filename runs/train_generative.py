@@ -67,6 +67,9 @@ class TrainGenerativeConfig(RunOptions):
     """Registered dataset: digits, mnist, sprites, moving-sprites, text, signals, moons, ..."""
     preset: str = "default"
     """default | smoke (the model's SMOKE sizes and a budget of a few seconds)."""
+    prior: str | None = None
+    """VAE family: the prior over latents, standard | mog | vamp | flow | diffusion (the
+    same as --set prior=NAME)."""
     set: tuple[str, ...] = ()
     """Model hyper-parameter overrides as key=value (values read as YAML), e.g. layers=4."""
     steps: int | None = None
@@ -108,6 +111,10 @@ class TrainGenerativeConfig(RunOptions):
         check_name("dataset", self.data, DATASETS)
         check_choice("preset", self.preset, PRESETS)
         check_choice("binarize", self.binarize, BINARIZE)
+        if self.prior is not None:
+            from generative.vae.priors import PRIORS
+
+            check_name("prior", self.prior, PRIORS)
         for item in self.set:
             check("=" in item and item.split("=", 1)[0].strip() != "", "set", item, "key=value")
         check_positive(self, "log_every", "checkpoint_every", "eval_batch_size", "temperature")
@@ -139,6 +146,11 @@ def model_config(cfg: TrainGenerativeConfig) -> Any:
     model_cls = resolve("generative model", cfg.model)
     values: dict[str, Any] = dict(model_cls.SMOKE) if cfg.preset == "smoke" else {}
     values.update(config_lib.parse_overrides(cfg.set))
+    if cfg.prior is not None:
+        fields = {f.name for f in dataclasses.fields(model_cls.Config)}
+        check("prior" in fields, "prior", cfg.prior, f"unset for {cfg.model!r} (VAE models only)")
+        check("prior" not in values, "prior", cfg.prior, "given once, not also in --set")
+        values["prior"] = cfg.prior
     return config_lib.component_config(model_cls.Config, values, cfg.model)
 
 

@@ -168,3 +168,15 @@ def test_compare_generative_refuses_non_image_data(out_dir, capsys):
     args = ["compare-generative", "--data", "moons", "--models", "vae", "--out", str(out_dir)]
     assert cli.main(args) == 2
     assert "needs image data" in capsys.readouterr().err
+
+
+def test_prior_option_selects_the_vae_prior(out_dir, capsys):
+    args = ["train-generative", "--model", "vae", "--data", "digits", "--preset", "smoke"]
+    assert cli.main([*args, "--prior", "flow", "--out", str(out_dir), "--quiet"]) == 0
+    (run_dir,) = out_dir.glob("generative/vae-digits/*")
+    assert "prior: flow" in (run_dir / "config.yaml").read_text()
+    assert cli.main([*args, "--prior", "flw", "--out", str(out_dir)]) == 2
+    assert "unknown prior 'flw'; did you mean 'flow'?" in capsys.readouterr().err
+    gan = ["train-generative", "--model", "dcgan", "--data", "digits", "--prior", "mog"]
+    assert cli.main([*gan, "--out", str(out_dir)]) == 2
+    assert "VAE models only" in capsys.readouterr().err
