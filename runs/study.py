@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -228,34 +228,18 @@ def make_cells(cfg: CompareConfig, directory: Path) -> list[Cell]:
     return cells
 
 
-def run_cell(cell: Cell) -> str:
-    """Run, continue or skip one cell; return what was done (``done``, ``resumed``, ``new``).
-
-    A folder with ``config.yaml`` but no ``summary.json`` was interrupted: it continues from
-    its last checkpoint exactly as ``train-agent --resume`` does.
-    """
+def run_cell(cell: Cell) -> None:
+    """Run or continue one unfinished cell. A folder with ``config.yaml`` was interrupted: it
+    continues from its last checkpoint exactly as ``train-agent --resume`` does (train-agent
+    sets the cell's torch threads)."""
     from runs.train_agent import train_agent
 
-    if cell.finished:
-        return "done"
-    torch_threads(cell.config.threads)
-    resumed = (cell.directory / "config.yaml").is_file()
-    if not resumed and cell.directory.exists():  # died while its folder was being made
-        shutil.rmtree(cell.directory)
-    if resumed:
+    if (cell.directory / "config.yaml").is_file():
         train_agent(config_lib.replace(cell.config, resume=cell.directory))
-    else:
-        train_agent(cell.config, run_dir=cell.directory)
-    return "resumed" if resumed else "new"
-
-
-def torch_threads(threads: int) -> None:
-    """Threads of every numerical library in this process (workers must not oversubscribe)."""
-    import torch
-
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    torch.set_num_threads(threads)
+        return
+    if cell.directory.exists():  # died while its folder was being made
+        shutil.rmtree(cell.directory)
+    train_agent(cell.config, run_dir=cell.directory)
 
 
 # -- execution ------------------------------------------------------------------------------
@@ -400,12 +384,10 @@ def _cell_line(cell: Cell) -> str:
 
 
 def _schedule(cfg: CompareConfig, cells: Sequence[Cell], bar: tqdm) -> Iterable[Outcome]:
-    if not cells:
-        return iter(())
-    runners: dict[str, Callable[[], Iterable[Outcome]]] = {
-        "ray": lambda: run_on_ray(cells, cfg.address, cfg.threads, cfg.gpus),
-        "local": lambda: (
-            run_in_process(cells, bar) if cfg.workers == 1 else run_in_processes(cells, cfg.workers)
-        ),
-    }
-    return runners[cfg.backend]()
+    if not cells:  # nothing to run: no pool, no Ray instance
+        return ()
+    if cfg.backend == "ray":
+        return run_on_ray(cells, cfg.address, cfg.threads, cfg.gpus)
+    if cfg.workers > 1:
+        return run_in_processes(cells, cfg.workers)
+    return run_in_process(cells, bar)

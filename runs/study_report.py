@@ -156,6 +156,9 @@ def agent_table(
     solved: float | None,
 ) -> dict[str, dict[str, Any]]:
     """Per agent label: the statistics of its finished cells in one task."""
+    by_cell: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        by_cell.setdefault((r["task"], r["agent"], r["seed"]), []).append(r)
     table = {}
     for label in labels:
         mine = [c for c in cells if c.label == label]
@@ -163,8 +166,7 @@ def agent_table(
             continue
         finals, successes, reached, walls, latency, seeds = [], [], [], [], [], []
         for cell in mine:
-            evals = [r for r in rows if r["agent"] == label and r["seed"] == cell.seed]
-            evals = [r for r in evals if r["task"] == cell.task]
+            evals = by_cell.get((cell.task, label, cell.seed), [])
             if not evals:
                 continue
             last = max(evals, key=lambda r: r["step"])

@@ -1,9 +1,14 @@
 """Shared test set-up: one torch thread per worker (much faster on 2 cores), headless GL."""
 
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Shared test helpers (run_files.py) are imported by name.
+sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest
 import torch

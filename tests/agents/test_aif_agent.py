@@ -1,11 +1,10 @@
 """The active-inference agent: the loop through train-agent, resume, checkpoints, learning."""
 
-import json
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from run_files import SimulatedKill, only_run_dir, read_metrics
 
 from agents.active_inference.agent import ActiveInferenceAgent, Config
 from agents.base import is_timing, make_agent_env
@@ -17,20 +16,6 @@ from runs.checkpoint import load_checkpoint, save_checkpoint
 # Pendulum with the smoke preset (episodes of 100 decisions): 200 steps, evaluated at 100, 200.
 SMOKE = ["--env", "pendulum", "--preset", "smoke", "--steps", "200", "--eval-every", "100"]
 SMOKE += ["--eval-episodes", "1", "--quiet"]
-
-
-class SimulatedKill(Exception):
-    pass
-
-
-def _run_dir(out_dir):
-    (run_dir,) = out_dir.glob("agent/*/*")
-    return run_dir
-
-
-def _metrics(run_dir):
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(x).items() if not is_timing(k)} for x in lines]
 
 
 @pytest.mark.parametrize(
@@ -46,8 +31,8 @@ def _metrics(run_dir):
 def test_loop_runs_for_every_objective(agent, objective, planner, out_dir):
     args = ["train-agent", "--agent", agent, "--objective", objective, "--planner", planner]
     assert cli.main([*args, *SMOKE, "--out", str(out_dir)]) == 0
-    run_dir = _run_dir(out_dir)
-    records = _metrics(run_dir)
+    run_dir = only_run_dir(out_dir)
+    records = read_metrics(run_dir)
     assert [r["step"] for r in records if "eval/return" in r] == [100, 200]
     episodes = [r for r in records if "charts/episodic_return" in r]
     assert [r["step"] for r in episodes] == [100, 200]
@@ -61,10 +46,10 @@ def test_loop_runs_for_every_objective(agent, objective, planner, out_dir):
     assert state["agent"]["env_steps"] == 200 and state["agent"]["episode"] == 2
 
 
-def test_killed_run_resumes_to_identical_metrics(out_dir, tmp_path, monkeypatch):
+def test_killed_run_resumes_to_identicalread_metrics(out_dir, tmp_path, monkeypatch):
     args = ["train-agent", "--agent", "aif", "--objective", "efe", *SMOKE]
     assert cli.main([*args, "--out", str(tmp_path / "whole")]) == 0
-    whole = _run_dir(tmp_path / "whole")
+    whole = only_run_dir(tmp_path / "whole")
 
     train_phase = ActiveInferenceAgent._train_phase
 
@@ -77,11 +62,11 @@ def test_killed_run_resumes_to_identical_metrics(out_dir, tmp_path, monkeypatch)
     with pytest.raises(SimulatedKill):
         cli.main([*args, "--out", str(out_dir)])
     monkeypatch.setattr(ActiveInferenceAgent, "_train_phase", train_phase)
-    run_dir = _run_dir(out_dir)
+    run_dir = only_run_dir(out_dir)
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 100
 
     assert cli.main(["train-agent", "--resume", str(run_dir), "--quiet"]) == 0
-    assert _metrics(run_dir) == _metrics(whole)
+    assert read_metrics(run_dir) == read_metrics(whole)
 
 
 class Records:

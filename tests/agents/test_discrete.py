@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from run_files import only_run_dir
 
 from agents.base import is_timing, make_agent_env
 from agents.discrete import Config, PymdpAgent
@@ -278,12 +279,7 @@ SMOKE = ["train-agent", "--agent", "pymdp", "--env", "tmaze", "--objective", "pr
          "--preset", "smoke", "--quiet"]  # fmt: skip
 
 
-def _run_dir(out_dir, kind="agent"):
-    (run_dir,) = out_dir.glob(f"{kind}/*/*")
-    return run_dir
-
-
-def _metrics(run_dir):
+def read_metrics(run_dir):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(x).items() if not is_timing(k)} for x in lines]
 
@@ -291,9 +287,9 @@ def _metrics(run_dir):
 @pytest.mark.video
 def test_smoke_run_logs_every_step_and_draws_beliefs(out_dir):
     assert cli.main([*SMOKE, "--out", str(out_dir)]) == 0
-    run_dir = _run_dir(out_dir)
+    run_dir = only_run_dir(out_dir)
     assert run_dir.parent.name == "pymdp-preference-tmaze"
-    records = _metrics(run_dir)
+    records = read_metrics(run_dir)
     steps = [r for r in records if "efe/neg_efe" in r]
     assert [r["step"] for r in steps] == list(range(1, 401))  # every training step
     for r in steps:
@@ -307,7 +303,7 @@ def test_smoke_run_logs_every_step_and_draws_beliefs(out_dir):
 
     assert cli.main(["record", "--run", str(run_dir), "--episodes", "1", "--out",
                      str(out_dir), "--quiet"]) == 0  # fmt: skip
-    record_dir = _run_dir(out_dir, "record")
+    record_dir = only_run_dir(out_dir, "record")
     assert (record_dir / "videos" / "beliefs-episode-0.mp4").is_file()
     assert (record_dir / "plots" / "efe-episode-0.png").is_file()
 
@@ -316,10 +312,10 @@ class SimulatedKill(Exception):
     pass
 
 
-def test_killed_learning_run_resumes_to_identical_metrics(out_dir, tmp_path, monkeypatch):
+def test_killed_learning_run_resumes_to_identicalread_metrics(out_dir, tmp_path, monkeypatch):
     args = [*SMOKE, "--set", "learn_A=true", "log_every=10"]
     assert cli.main([*args, "--out", str(tmp_path / "whole"), "--steps", "300"]) == 0
-    whole = _run_dir(tmp_path / "whole")
+    whole = only_run_dir(tmp_path / "whole")
 
     decide = PymdpAgent._decide
 
@@ -332,10 +328,10 @@ def test_killed_learning_run_resumes_to_identical_metrics(out_dir, tmp_path, mon
     with pytest.raises(SimulatedKill):
         cli.main([*args, "--out", str(out_dir), "--steps", "300"])
     monkeypatch.setattr(PymdpAgent, "_decide", decide)
-    run_dir = _run_dir(out_dir)
+    run_dir = only_run_dir(out_dir)
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 200
     assert cli.main(["train-agent", "--resume", str(run_dir), "--quiet"]) == 0
-    assert _metrics(run_dir) == _metrics(whole)
+    assert read_metrics(run_dir) == read_metrics(whole)
 
 
 @pytest.mark.parametrize(("task", "algo"), [("tmaze", "ovf"), ("gridworld", "exact")])

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from run_files import SimulatedKill, only_run_dir, read_metrics
 
 from agents import sb3
-from agents.base import is_timing, make_agent_env
+from agents.base import make_agent_env
 from runs import cli
 from runs.checkpoint import load_checkpoint, save_checkpoint
 from runs.train_agent import evaluate_agent
@@ -16,26 +17,12 @@ from runs.train_agent import evaluate_agent
 SMOKE = ["--env", "pendulum", "--preset", "smoke", "--eval-episodes", "1", "--quiet"]
 
 
-class SimulatedKill(Exception):
-    pass
-
-
-def _run_dir(out_dir):
-    (run_dir,) = out_dir.glob("agent/*/*")
-    return run_dir
-
-
-def _metrics(run_dir):
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(x).items() if not is_timing(k)} for x in lines]
-
-
 @pytest.mark.parametrize("agent", ["sac", "td3", "ppo"])
 def test_smoke_run_through_the_cli(agent, out_dir):
     assert cli.main(["train-agent", "--agent", agent, *SMOKE, "--out", str(out_dir)]) == 0
-    run_dir = _run_dir(out_dir)
+    run_dir = only_run_dir(out_dir)
     assert run_dir.parent.name == f"{agent}-pendulum"
-    records = _metrics(run_dir)
+    records = read_metrics(run_dir)
     assert [r["step"] for r in records if "eval/return" in r] == [200, 400]
     assert [r["step"] for r in records if "charts/episodic_return" in r] == [100, 200, 300, 400]
     assert any(k.startswith("losses/") for r in records for k in r)
@@ -46,10 +33,10 @@ def test_smoke_run_through_the_cli(agent, out_dir):
 
 
 @pytest.mark.parametrize("agent", ["sac", "ppo"])
-def test_killed_run_resumes_to_identical_metrics(agent, out_dir, tmp_path, monkeypatch):
+def test_killed_run_resumes_to_identicalread_metrics(agent, out_dir, tmp_path, monkeypatch):
     args = ["train-agent", "--agent", agent, *SMOKE]
     assert cli.main([*args, "--out", str(tmp_path / "whole")]) == 0
-    whole = _run_dir(tmp_path / "whole")
+    whole = only_run_dir(tmp_path / "whole")
 
     on_step = sb3._Chunk._on_step
 
@@ -62,11 +49,11 @@ def test_killed_run_resumes_to_identical_metrics(agent, out_dir, tmp_path, monke
     with pytest.raises(SimulatedKill):
         cli.main([*args, "--out", str(out_dir)])
     monkeypatch.setattr(sb3._Chunk, "_on_step", on_step)
-    run_dir = _run_dir(out_dir)
+    run_dir = only_run_dir(out_dir)
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 200
 
     assert cli.main(["train-agent", "--resume", str(run_dir), "--quiet"]) == 0
-    assert _metrics(run_dir) == _metrics(whole)
+    assert read_metrics(run_dir) == read_metrics(whole)
 
 
 def test_state_dict_round_trip_acts_identically(tmp_path):
@@ -147,7 +134,7 @@ def test_sac_and_td3_need_continuous_actions(out_dir, capsys):
 def test_record_films_a_trained_run(out_dir, tmp_path, capsys):
     args = ["train-agent", "--agent", "td3", *SMOKE, "--steps", "200", "--out", str(out_dir)]
     assert cli.main(args) == 0
-    run_dir = _run_dir(out_dir)
+    run_dir = only_run_dir(out_dir)
     record = ["record", "--run", str(run_dir), "--episodes", "1",
               "--size", "32", "--max-steps", "5", "--out", str(tmp_path), "--quiet"]  # fmt: skip
     assert cli.main(record) == 0  # the task and observations default to the run's
@@ -166,7 +153,7 @@ def test_sac_learns_pendulum_within_2000_steps(out_dir):
             "--eval-every", "2000", "--eval-episodes", "5", "--set", "net_arch=[64, 64]",
             "--out", str(out_dir), "--quiet"]  # fmt: skip
     assert cli.main(args) == 0
-    run_dir = _run_dir(out_dir)
+    run_dir = only_run_dir(out_dir)
     trained = json.loads((run_dir / "summary.json").read_text())["metrics"]["eval/return"]
     env = make_agent_env("pendulum", seed=0)
     random, _ = evaluate_agent(RandomActor(env), env, episodes=5, seed=0)

@@ -4,10 +4,10 @@ import json
 
 import pytest
 import yaml
+from run_files import only_run_dir, read_metrics
 from stub_agent import SimulatedKill, StubAgent  # tests/runs is put on sys.path by conftest
 
 import agents
-from agents.base import is_timing
 from runs import cli
 from runs.checkpoint import load_checkpoint
 
@@ -25,23 +25,11 @@ def stub(monkeypatch):
     return StubAgent
 
 
-def _run_dir(out_dir):
-    (run_dir,) = out_dir.glob("agent/*/*")
-    return run_dir
-
-
-def _metrics(run_dir, drop_timing=True):
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    if drop_timing:
-        records = [{k: v for k, v in r.items() if not is_timing(k)} for r in records]
-    return records
-
-
 def test_chunks_evaluations_and_checkpoints(stub, out_dir):
     assert cli.main([*BASE, "--out", str(out_dir)]) == 0
-    run_dir = _run_dir(out_dir)
+    run_dir = only_run_dir(out_dir)
     assert run_dir.parent.name == "stub-reward-pendulum"
-    records = _metrics(run_dir)
+    records = read_metrics(run_dir)
     # Chunks end at the first episode end at or after 200, 400 and 450.
     evals = [r["step"] for r in records if "eval/return" in r]
     assert evals == [200, 400, 500]
@@ -62,34 +50,34 @@ def test_chunks_evaluations_and_checkpoints(stub, out_dir):
     assert saved["steps"] == 450 and saved["eval_every"] == 200 and saved["agent"] == "stub"
 
 
-def test_killed_run_resumes_to_identical_metrics(stub, out_dir, tmp_path):
+def test_killed_run_resumes_to_identicalread_metrics(stub, out_dir, tmp_path):
     assert cli.main([*BASE, "--out", str(tmp_path / "whole")]) == 0
-    whole = _run_dir(tmp_path / "whole")
+    whole = only_run_dir(tmp_path / "whole")
 
     stub.crash_at = 350  # in the second chunk (to 400), after the checkpoint at 200
     with pytest.raises(SimulatedKill):
         cli.main([*BASE, "--out", str(out_dir)])
-    run_dir = _run_dir(out_dir)
-    assert _metrics(run_dir)[-1]["step"] == 300  # an episode logged after the checkpoint
+    run_dir = only_run_dir(out_dir)
+    assert read_metrics(run_dir)[-1]["step"] == 300  # an episode logged after the checkpoint
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 200
 
     stub.crash_at, stub.calls = 0, {}
     assert cli.main(["train-agent", "--resume", str(run_dir), "--quiet"]) == 0
     assert stub.calls["load"] == 1
     assert stub.calls["train_until"] == 2  # the chunks to 400 and 450
-    assert _metrics(run_dir) == _metrics(whole)
+    assert read_metrics(run_dir) == read_metrics(whole)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["metrics"]["evaluations"] == 3 and summary["steps"] == 500
 
 
 def test_resuming_a_finished_run_trains_no_further(stub, out_dir):
     assert cli.main([*BASE, "--out", str(out_dir)]) == 0
-    run_dir = _run_dir(out_dir)
-    before = _metrics(run_dir)
+    run_dir = only_run_dir(out_dir)
+    before = read_metrics(run_dir)
     stub.calls = {}
     assert cli.main(["train-agent", "--resume", str(run_dir), "--quiet"]) == 0
     assert "train_until" not in stub.calls and stub.calls["load"] == 1
-    assert _metrics(run_dir) == before
+    assert read_metrics(run_dir) == before
     assert json.loads((run_dir / "summary.json").read_text())["metrics"]["evaluations"] == 3
 
 
@@ -97,18 +85,19 @@ def test_resuming_a_finished_run_trains_no_further(stub, out_dir):
 def test_video_films_each_evaluation(stub, out_dir):
     args = [*BASE, "--steps", "200", "--eval-episodes", "1", "--video", "--out", str(out_dir)]
     assert cli.main(args) == 0
-    assert [p.name for p in (_run_dir(out_dir) / "videos").glob("*.mp4")] == ["eval-0000200.mp4"]
+    videos = (only_run_dir(out_dir) / "videos").glob("*.mp4")
+    assert [p.name for p in videos] == ["eval-0000200.mp4"]
 
 
 def test_smoke_preset_and_set_reach_the_agent_config(stub, out_dir):
     args = ["train-agent", "--agent", "stub", "--preset", "smoke", "--set", "scale=0.125",
             "--objective", "preference", "--out", str(out_dir), "--quiet"]  # fmt: skip
     assert cli.main(args) == 0
-    run_dir = _run_dir(out_dir)
+    run_dir = only_run_dir(out_dir)
     assert run_dir.parent.name == "stub-preference-pendulum"
     info = load_checkpoint(run_dir / "checkpoints" / "last.pt")["info"]["agent_config"]
     assert info == {"scale": 0.125, "task": "pendulum", "objective": "preference"}
-    assert [r["step"] for r in _metrics(run_dir) if "eval/return" in r] == [200, 400]
+    assert [r["step"] for r in read_metrics(run_dir) if "eval/return" in r] == [200, 400]
 
 
 @pytest.mark.parametrize(
