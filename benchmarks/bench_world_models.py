@@ -10,7 +10,8 @@ observation; a linear model fitted by least squares, state only):
 - reward MSE over the imagined steps (and the variance of the true rewards, for scale);
 - training throughput in sequence steps (observations) per second;
 - imagination speed: latent steps per second and milliseconds per plan, a plan being
-  5 iterations of 1,000 candidates x 15 steps followed by the reward head.
+  5 iterations of 1,000 candidates x 15 steps followed by the reward head, in float32 and
+  (where the CPU or GPU has it natively) in bfloat16, the agents' ``precision=auto``.
 
 The last line is one JSON object with every number.
 
@@ -49,6 +50,7 @@ from runs.train_world_model import (
     observation_spec,
     random_experience,
 )
+from world_models.base import native_bfloat16
 from world_models.evaluation import (
     HORIZONS,
     LinearDynamics,
@@ -66,9 +68,9 @@ MODES = {
     "full": {"collect": 30000, "eval_episodes": 50, "seconds": {"state": 300, "pixels": 600}},
 }
 LR = {"rssm": 1e-3, "mdnrnn": 1e-3, "ensemble": 1e-3}
-# Quick mode on a CPU: narrower conv stacks and shorter chunks, or pixel models would take
-# only a few dozen steps in their budget.
-QUICK_PIXELS = {
+# Pixel models on a CPU: narrower conv stacks and shorter chunks, or they would take only a
+# few hundred steps in their budget.
+CPU_PIXELS = {
     "rssm": ({"channels": (16, 32, 64, 128), "deter": 128, "hidden": 128, "embed": 128}, 16),
     "mdnrnn": ({"channels": (16, 32, 64, 128)}, 16),
 }
@@ -118,8 +120,8 @@ def run_case(
 
     cls = resolve("world model", name)
     sizes, seq_len = dict(cls.STATE) if obs == "state" else {}, cls.TRAIN["seq_len"]
-    if obs == "pixels" and mode == "quick" and device.type == "cpu":
-        sizes, seq_len = QUICK_PIXELS[name]
+    if obs == "pixels" and device.type == "cpu":
+        sizes, seq_len = CPU_PIXELS[name]
     model = cls(cls.Config(**sizes), spec, action_dim).to(device)
     if obs == "state":
         model.fit_normalizer(train.transitions())
@@ -144,7 +146,7 @@ def run_case(
     sampled = open_loop_errors(model, held_out, context, HORIZONS, None, 16, limit // 5)
     errors.update({f"p16_{k}": v for k, v in sampled.items() if k.startswith("mse_h")})
     elbo_len = min(seq_len, max(held_out.episode_lengths()))
-    speed = imagination_speed(model)
+    speed = speeds(model)
     return {
         "task": task,
         "obs": obs,
@@ -174,13 +176,30 @@ def speed_rows(only: list[str], device: torch.device, repeats: int = 10) -> list
         cls = resolve("world model", name)
         torch.manual_seed(0)
         model = cls(cls.Config(**cls.STATE), spec, action_dim).to(device)
-        rows.append({"task": task, "model": name, **imagination_speed(model, repeats=repeats)})
+        rows.append({"task": task, "model": name, **speeds(model, repeats)})
         print(
-            f"{task:<18} {name:<9} {rows[-1]['plan_ms']:>7.1f} ms/plan "
-            f"{rows[-1]['latent_steps_per_s'] / 1e6:>5.2f} M latent steps/s",
+            f"{task:<18} {name:<9} {plan_ms(rows[-1])} ms/plan "
+            f"{rows[-1]['latent_steps_per_s'] / 1e6:>5.2f} M latent steps/s (float32)",
             flush=True,
         )
     return rows
+
+
+def speeds(model: torch.nn.Module, repeats: int = 3) -> dict[str, float]:
+    """Imagination speed in float32 and, where the hardware has it, in bfloat16 (the
+    agents' ``precision=auto``): keys ``plan_ms``, ``latent_steps_per_s`` and the same with
+    ``_bf16``."""
+    out = imagination_speed(model, repeats=repeats, precision="float32")
+    if native_bfloat16(model.device.type):
+        low = imagination_speed(model, repeats=repeats, precision="bfloat16")
+        out.update({f"{k}_bf16": v for k, v in low.items()})
+    return out
+
+
+def plan_ms(row: dict) -> str:
+    """``float32/bfloat16`` milliseconds per plan (bfloat16 where measured)."""
+    low = f"/{row['plan_ms_bf16']:.0f}" if "plan_ms_bf16" in row else ""
+    return f"{row['plan_ms']:.0f}{low}"
 
 
 def beats_baselines(row: dict, up_to: int = 25) -> bool | None:
@@ -199,7 +218,7 @@ def print_table(rows: list[dict]) -> None:
     head = f"{'case':<30} {'steps':>6} {'seq/s':>7} " + " ".join(
         f"{'h' + str(h):>26}" for h in HORIZONS
     )
-    print(head + f" {'reward':>17} {'lat.steps/s':>11} {'plan ms':>8}  beats")
+    print(head + f" {'reward':>17} {'lat.steps/s':>11} {'plan ms f32/bf16':>16}  beats")
     print(" " * 46 + "  (model / repeat / linear MSE; pixels: model MSE, PSNR dB model/repeat)")
     for r in rows:
         cells = []
@@ -220,7 +239,7 @@ def print_table(rows: list[dict]) -> None:
         print(
             f"{r['task'] + ':' + r['obs'] + ':' + r['model']:<30} {r['steps']:>6} "
             f"{r['seq_steps_per_s']:>7.0f} " + " ".join(cells) + f" {reward:>17} "
-            f"{r['latent_steps_per_s']:>11.3g} {r['plan_ms']:>8.1f}  "
+            f"{r['latent_steps_per_s']:>11.3g} {plan_ms(r):>16}  "
             + ("-" if beats is None else "yes" if beats else "NO")
         )
 

@@ -64,7 +64,7 @@ class CompareConfig(RunOptions):
     seeds: int = 3
     """Seeds per (task, agent): --seed, --seed + 1, ..."""
     steps: int | None = None
-    """Training env steps per cell (default: each task's benchmark budget)."""
+    """Training steps (agent decisions) per cell (default: each task's benchmark budget)."""
     eval_every: int | None = None
     """Env steps between evaluations (default steps/10)."""
     eval_episodes: int | None = None

@@ -34,6 +34,7 @@ COLUMNS = (
     "agent",
     "seed",
     "step",
+    "env_step",
     "return",
     "return_std",
     "success",
@@ -87,10 +88,14 @@ def iqm(values: Sequence[float]) -> float:
 
 
 def cell_rows(cell: Any) -> list[dict[str, Any]]:
-    """The evaluation records of one cell's ``metrics.jsonl`` as results.csv rows."""
+    """The evaluation records of one cell's ``metrics.jsonl`` as results.csv rows: ``step``
+    counts agent decisions, ``env_step`` the env steps they took (x the action repeat)."""
+    from envs.tasks import get_task
+
     path = cell.directory / "metrics.jsonl"
     if not path.is_file():
         return []
+    repeat = get_task(cell.task).action_repeat
     rows = []
     for line in path.read_text().splitlines():
         try:
@@ -99,7 +104,9 @@ def cell_rows(cell: Any) -> list[dict[str, Any]]:
             continue
         if "eval/return" not in record:
             continue
-        row = {"task": cell.task, "agent": cell.label, "seed": cell.seed, "step": record["step"]}
+        step = record["step"]
+        row = {"task": cell.task, "agent": cell.label, "seed": cell.seed, "step": step}
+        row["env_step"] = step * repeat
         row.update({col: float(record.get(key, math.nan)) for key, col in EVAL_KEYS.items()})
         rows.append(row)
     return rows
@@ -174,7 +181,7 @@ def agent_table(
             successes.append(last["success"])
             latency.append(last["act_ms"])
             seeds.append(cell.seed)
-            hits = [r["step"] for r in evals if solved is not None and r["return"] >= solved]
+            hits = [r["env_step"] for r in evals if solved is not None and r["return"] >= solved]
             reached.append(min(hits) if hits else None)
             summary = cell_summary(cell)
             walls.append(summary["wall_seconds"] if summary else math.nan)
@@ -250,11 +257,12 @@ def summary_markdown(
         f"# Study `{directory.name}`",
         "",
         f"{done}/{len(cells)} cells finished · agents {cfg.agents} · {cfg.seeds} seed(s) "
-        f"from {cfg.seed} · obs {cfg.obs} · steps {cfg.steps or 'task default'}",
+        f"from {cfg.seed} · obs {cfg.obs} · agent steps {cfg.steps or 'task default'}",
         "",
         "Final evaluation per seed; mean [95% percentile-bootstrap interval] and IQM over "
-        "seeds. *Steps to solve*: median env steps to the first evaluation at or above the "
-        "task's solved return (seeds that got there / seeds; n/a: the task has none).",
+        "seeds. *Env steps to solve*: median env steps (agent decisions x the task's action "
+        "repeat) to the first evaluation at or above the task's solved return (seeds that got "
+        "there / seeds; n/a: the task has none).",
     ]
     for task, table in tables.items():
         solved = get_task(task).solved_return
@@ -262,7 +270,7 @@ def summary_markdown(
             "",
             f"## {task}" + (f" (solved at return {solved:g})" if solved is not None else ""),
             "",
-            "| agent | seeds | return | IQM | success | steps to solve | wall (s) | ms/action "
+            "| agent | seeds | return | IQM | success | env steps to solve | wall (s) | ms/action "
             "| video |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
@@ -318,7 +326,7 @@ def plot_learning_curves(
                 continue
             length = min(len(c) for c in curves.values())
             ordered = [sorted(c, key=lambda r: r["step"])[:length] for c in curves.values()]
-            steps = [np.mean([c[k]["step"] for c in ordered]) for k in range(length)]
+            steps = [np.mean([c[k]["env_step"] for c in ordered]) for k in range(length)]
             values = [[c[k]["return"] for c in ordered] for k in range(length)]
             mean = [float(np.mean(v)) for v in values]
             low, high = zip(*(bootstrap_ci(v) for v in values), strict=True)

@@ -41,8 +41,10 @@ from runs.run import Run, seed_everything, select_device
 
 KIND = "agent"
 PRESETS = ("default", "smoke")
-# Env-step budgets of the benchmark tasks (the issue's protocol); other tasks: DEFAULT_STEPS.
-TASK_STEPS = {
+# Budgets of the benchmark tasks in env steps (the issue's protocol). A run's --steps count
+# agent decisions, each one action repeated `action_repeat` times in the env, so a task's
+# default --steps is its budget divided by that; other tasks: DEFAULT_STEPS.
+ENV_STEP_BUDGETS = {
     "inverted-pendulum": 3000,
     "pendulum": 10000,
     "reacher": 20000,
@@ -53,6 +55,17 @@ TASK_STEPS = {
     "frozenlake": 20000,
 }
 DEFAULT_STEPS = 50000
+
+
+def task_steps(task: str) -> int:
+    """A task's default ``--steps``: its env-step budget in agent decisions."""
+    if task not in ENV_STEP_BUDGETS:
+        return DEFAULT_STEPS
+    from envs.tasks import get_task
+
+    return ENV_STEP_BUDGETS[task] // get_task(task).action_repeat
+
+
 EVALUATIONS = 10  # default eval_every = steps / EVALUATIONS
 DEFAULT_EVAL_EPISODES = 10
 SMOKE = {"steps": 400, "eval_every": 200, "eval_episodes": 2}
@@ -78,7 +91,8 @@ class TrainAgentConfig(RunOptions):
     planner: str = "cem"
     """cem | mppi | policy (model-based agents only; ignored by the others)."""
     steps: int | None = None
-    """Training env steps (agent decisions); default: the task's benchmark budget."""
+    """Training steps in agent decisions (each repeats its action the task's action_repeat
+    times in the env); default: the task's benchmark budget in env steps / action_repeat."""
     eval_every: int | None = None
     """Env steps between evaluations (default steps/10; smoke: 200)."""
     eval_episodes: int | None = None
@@ -108,7 +122,7 @@ class TrainAgentConfig(RunOptions):
 def resolve_defaults(cfg: TrainAgentConfig) -> TrainAgentConfig:
     """Fill the unset budget fields from the preset and the task; set fields are kept."""
     values: dict[str, Any] = {
-        "steps": TASK_STEPS.get(cfg.env, DEFAULT_STEPS),
+        "steps": task_steps(cfg.env),
         "eval_episodes": DEFAULT_EVAL_EPISODES,
     }
     if cfg.preset == "smoke":

@@ -10,6 +10,9 @@ episode's start), as stored by :class:`~world_models.replay.ReplayBuffer`; likew
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -20,6 +23,45 @@ from world_models.replay import Chunk
 from world_models.state import LatentState
 
 PIXEL_LEVELS = 255.0
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+@functools.cache
+def native_bfloat16(device_type: str) -> bool:
+    """Whether ``device_type`` multiplies bfloat16 matrices in hardware: CUDA GPUs that
+    support it, CPUs with AVX512-BF16 or AMX (elsewhere a CPU emulates it, slower than
+    float32)."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def imagination_precision(
+    device: torch.device, precision: str
+) -> contextlib.AbstractContextManager:
+    """The context in which to imagine without gradients: float32, or an autocast to
+    bfloat16 (``auto``: bfloat16 where :func:`native_bfloat16`).
+
+    Planning ranks candidate futures whose sampled noise is far larger than bfloat16's
+    rounding (about 0.4%); on a CPU with AVX512-BF16 its products run twice as fast."""
+    check(precision in PRECISIONS, "precision", precision, "one of " + ", ".join(PRECISIONS))
+    low = precision == "bfloat16" or (precision == "auto" and native_bfloat16(device.type))
+    if not low:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The lower precision of an autocast enabled on ``device``, else ``None``."""
+    if not torch.is_autocast_enabled(device.type):
+        return None
+    return torch.get_autocast_dtype(device.type)
 
 
 class WorldModel(nn.Module):

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from generative.base import DataSpec
-from world_models.base import WorldModel, check
+from world_models.base import WorldModel, autocast_dtype, check
 from world_models.heads import ContinuationHead, RewardHead, masked_mean, read_out
 from world_models.replay import Chunk
 from world_models.state import LatentState
@@ -148,16 +148,21 @@ class GaussianEnsemble(nn.Module):
         Planning puts few rows through a narrow output layer, which a CPU computes several
         times faster as ``W^T x^T`` than as ``x W``; the hidden layers run as fast either
         way. Without autograd the activations are applied in place, and the hidden layers
-        write into ``work`` (see :meth:`workspace`) when given.
+        write into ``work`` (see :meth:`workspace`) when given; under an enabled autocast
+        (see :func:`world_models.base.imagination_precision`) the products and
+        activations run in its lower precision, and the output is float32.
         """
-        inplace = not torch.is_grad_enabled()
+        if torch.is_grad_enabled():
+            for layer in self.hidden:
+                x = self.activation(layer.forward_columns(x))
+            return self.out.forward_columns(x).float()
+        dtype = autocast_dtype(x.device) or x.dtype
+        x = x.to(dtype)
         for i, layer in enumerate(self.hidden):
-            if work is None or not inplace:
-                x = layer.forward_columns(x)
-            else:
-                x = torch.baddbmm(layer.bias.mT, layer.weight.mT, x, out=work[i % 2])
-            x = self.activation(x, inplace=inplace)
-        return self.out.forward_columns(x)
+            bias, weight = layer.bias.mT.to(dtype), layer.weight.mT.to(dtype)
+            out = None if work is None else work[i % 2]
+            x = self.activation(torch.baddbmm(bias, weight, x, out=out), inplace=True)
+        return torch.baddbmm(self.out.bias.mT.to(dtype), self.out.weight.mT.to(dtype), x).float()
 
     def workspace(self, rows: int, like: Tensor) -> tuple[Tensor, Tensor] | None:
         """Two buffers ``(M, hidden, rows)`` for the hidden activations of
@@ -167,9 +172,10 @@ class GaussianEnsemble(nn.Module):
         if torch.is_grad_enabled():
             return None
         members, hidden, _ = self.out.weight.shape
+        dtype = autocast_dtype(like.device) or like.dtype
         return (
-            like.new_empty(members, hidden, rows),
-            like.new_empty(members, hidden, rows),
+            like.new_empty(members, hidden, rows, dtype=dtype),
+            like.new_empty(members, hidden, rows, dtype=dtype),
         )
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from world_models.base import PIXEL_LEVELS, WorldModel
+from world_models.base import PIXEL_LEVELS, WorldModel, imagination_precision
 from world_models.replay import Chunk, ReplayBuffer
 from world_models.state import LatentState
 
@@ -169,10 +169,12 @@ def imagination_speed(
     horizon: int = 15,
     iterations: int = 5,
     repeats: int = 3,
+    precision: str = "auto",
 ) -> dict[str, float]:
     """Time planning-style imagination: ``iterations`` calls of ``imagine`` for ``candidates``
     action sequences of ``horizon`` steps from one state, each followed by the reward head
-    (as a CEM planner does per action). Returns the best of ``repeats`` as
+    (as a CEM planner does per action), in the agents' ``precision`` (see
+    :func:`~world_models.base.imagination_precision`). Returns the best of ``repeats`` as
     ``plan_ms`` (all iterations) and ``latent_steps_per_s``."""
     model.eval()
     state = model.initial(1).repeat_interleave(candidates)
@@ -180,7 +182,8 @@ def imagination_speed(
 
     def plan() -> None:
         for _ in range(iterations):
-            model.reward(model.imagine(state, actions))
+            with imagination_precision(model.device, precision):
+                model.reward(model.imagine(state, actions))
         if model.device.type == "cuda":
             torch.cuda.synchronize(model.device)
 

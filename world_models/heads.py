@@ -24,13 +24,14 @@ def read_out(head: Callable[[Tensor], Tensor], *parts: Tensor) -> Tensor:
 
     Without autograd, many rows go through in blocks of ``READ_OUT_ROWS``, concatenated
     block by block: a plan's 15,000 rows in one block took several times longer on a CPU,
-    its large temporaries missing the cache and fresh from the system each time."""
+    its large temporaries missing the cache and fresh from the system each time. The
+    values are float32, also from a head run under a lower-precision autocast."""
     batch = parts[0].shape[:-1]
     if torch.is_grad_enabled() or math.prod(batch) <= READ_OUT_ROWS:
-        return head(torch.cat(parts, -1) if len(parts) > 1 else parts[0])
+        return head(torch.cat(parts, -1) if len(parts) > 1 else parts[0]).float()
     flat = [p.reshape(-1, p.shape[-1]).split(READ_OUT_ROWS) for p in parts]
     blocks = [head(torch.cat(block, -1)) for block in zip(*flat, strict=True)]
-    return torch.cat(blocks).view(batch)
+    return torch.cat(blocks).view(batch).float()
 
 
 class RewardHead(nn.Module):

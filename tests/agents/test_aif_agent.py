@@ -126,6 +126,28 @@ def test_switching_the_objective_changes_nothing_but_the_score():
 
 
 @pytest.mark.parametrize(
+    ("world_model", "objective"), [("ensemble", "efe"), ("rssm", "efe"), ("ensemble", "reward")]
+)
+def test_planning_in_bfloat16_acts_like_float32(world_model, objective):
+    """The same plan's imagined futures in both precisions; bfloat16 explicitly, so that a
+    machine whose auto is float32 runs it too."""
+    env = make_agent_env("pendulum", seed=0)
+    obs, _ = env.reset(seed=0)
+    actions = {}
+    for precision in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        cfg = _smoke_config(world_model=world_model, objective=objective, precision=precision)
+        agent = ActiveInferenceAgent(cfg, env, torch.device("cpu"), 0)
+        torch.manual_seed(1)
+        action, state = agent.act(obs)
+        actions[precision] = action
+        assert np.isfinite(action).all() and state.plan is not None
+    # The same seed draws the same candidates; rounding may swap an elite or two at most
+    # (the plan is the mean of the elites' action sequences).
+    assert np.abs(actions["float32"] - actions["bfloat16"]).max() < 0.1
+
+
+@pytest.mark.parametrize(
     ("changes", "field"),
     [
         ({"obs": "pixels", "world_model": "ensemble"}, "world_model"),
@@ -137,6 +159,7 @@ def test_switching_the_objective_changes_nothing_but_the_score():
         ({"preference": "latent-goal", "goal_source": "file"}, "goals"),
         ({"epistemic_scale": -1.0}, "epistemic_scale"),
         ({"planner": "icem"}, "planner"),
+        ({"precision": "half"}, "precision"),
     ],
 )
 def test_invalid_settings_name_the_field(changes, field):

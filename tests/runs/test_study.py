@@ -80,6 +80,7 @@ def test_study_writes_report_and_second_run_does_nothing(stub, out_dir, capsys):
     assert {(r["agent"], r["seed"], r["step"]) for r in rows} == {
         (a, s, t) for a in ("stub", "stub-preference") for s in "01" for t in ("100", "200")
     }
+    assert all(int(r["env_step"]) == 2 * int(r["step"]) for r in rows)  # pendulum repeats 2x
     report = study / "report"
     summary = (report / "summary.md").read_text()
     assert "## pendulum" in summary and "| stub | 2 |" in summary

@@ -1,6 +1,8 @@
+import pytest
 import torch
 
 from generative.base import DataSpec
+from world_models.base import imagination_precision
 from world_models.ensemble import EnsembleConfig, EnsembleDynamics
 from world_models.replay import Chunk
 from world_models.state import LatentState
@@ -171,3 +173,24 @@ def test_rollout_in_blocks_matches_step_by_step_predictions():
             torch.testing.assert_close(std[:, t], ref_std, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(states.stoch[:, t], o, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(states.deter[:, t, 1:], actions[:, t])
+
+
+def test_bfloat16_imagination_stays_close_to_float32_and_returns_float32():
+    model = _trained_like(_model(members=4, layers=3)).eval()
+    obs, actions = torch.linspace(-1, 1, 10)[:, None], torch.randn(10, 6, 1)
+    outs = {}
+    for precision in ("float32", "bfloat16"):
+        with torch.no_grad(), imagination_precision(torch.device("cpu"), precision):
+            torch.manual_seed(2)
+            states, (mean, std) = model.rollout_blocks(obs, actions)
+            outs[precision] = states.stoch, mean, std, model.reward(states)
+    for full, low in zip(outs["float32"], outs["bfloat16"], strict=True):
+        assert low.dtype == torch.float32
+        assert not torch.equal(full, low)  # the products did run in bfloat16
+        # bfloat16 keeps 8 significant bits: relative rounding of about 0.4% per product.
+        torch.testing.assert_close(low, full, rtol=0.05, atol=0.05)
+
+
+def test_imagination_precision_rejects_unknown_names():
+    with pytest.raises(ValueError, match=r"precision='half'.*auto, float32, bfloat16"):
+        imagination_precision(torch.device("cpu"), "half")
