@@ -15,11 +15,12 @@ per second and the wall time. The last line is one JSON object with every run.
     flock /tmp/activegen-cpu.lock .venv/bin/python benchmarks/bench_agents.py --latency
 
 ``--latency`` only times ``act`` of an untrained ``aif`` agent with its default (tuned)
-settings on inverted-pendulum and reacher, per objective: the planning latency of issue 7.
+settings on inverted-pendulum, reacher and mountaincar, per objective, imagining in
+``--precision`` (auto | float32 | bfloat16): the planning latency of issue 7.
 
 The full run (budgets below, 3 seeds, every agent) takes hours on 2 CPU cores: SAC alone runs
-at ~30-45 steps/s there (``shared/machine-notes.md``), about 25 minutes per seed for the
-53,000 steps of the four tasks.
+at ~30-45 steps/s there (``shared/machine-notes.md``), about 15 minutes per seed for the
+31,500 agent steps (53,000 env steps) of the four tasks.
 """
 
 from __future__ import annotations
@@ -138,15 +139,18 @@ def run_one(
     }
 
 
-LATENCY_TASKS = ("inverted-pendulum", "reacher")
+LATENCY_TASKS = ("inverted-pendulum", "reacher", "mountaincar")
 
 
-def planning_latency(task: str, objective: str, repeats: int = 10) -> dict[str, Any]:
+def planning_latency(
+    task: str, objective: str, precision: str = "auto", repeats: int = 10
+) -> dict[str, Any]:
     """Milliseconds per ``act`` of an untrained default ``aif`` agent (the world model's
     weights do not change the work of a plan): best and median of ``repeats`` warm calls."""
     agent_cls = resolve("agent", "aif")
     env = make_agent_env(task, "state", seed=0)
-    cfg = agent_cls.Config(task=task, objective=objective, **agent_cls.tuned(task))
+    tuned = agent_cls.tuned(task)
+    cfg = agent_cls.Config(task=task, objective=objective, precision=precision, **tuned)
     torch.manual_seed(0)
     agent = agent_cls(cfg, env, torch.device("cpu"), 0)
     obs, _ = env.reset(seed=0)
@@ -169,8 +173,8 @@ def planning_latency(task: str, objective: str, repeats: int = 10) -> dict[str, 
     }
 
 
-def latency_main(objectives: list[str]) -> None:
-    rows = [planning_latency(t, o) for t in LATENCY_TASKS for o in objectives]
+def latency_main(objectives: list[str], precision: str) -> None:
+    rows = [planning_latency(t, o, precision) for t in LATENCY_TASKS for o in objectives]
     print(f"{'task':<18} {'objective':<11} {'N x P x H x iters':>18} {'best ms':>8} {'median':>8}")
     for r in rows:
         size = f"{r['candidates']}x{r['particles']}x{r['horizon']}x{r['iterations']}"
@@ -179,7 +183,7 @@ def latency_main(objectives: list[str]) -> None:
             f"{r['act_ms_best']:>8.1f} {r['act_ms_median']:>8.1f}"
         )
     print(json.dumps({"bench": "agents", "mode": "latency", "threads": torch.get_num_threads(),
-                      "rows": rows}))  # fmt: skip
+                      "precision": precision, "rows": rows}))  # fmt: skip
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -256,10 +260,13 @@ def main() -> None:
         "--latency", action="store_true", help="only time aif planning (untrained, no training)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--precision", default="auto", help="--latency: auto | float32 | bfloat16 (imagination)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.latency:
-        latency_main(["preference", "efe", "reward"])
+        latency_main(["preference", "efe", "reward"], args.precision)
         return
     mode = MODES["quick" if args.quick else "full"]
     tasks = args.tasks or list(QUICK_TASKS if args.quick else TASKS)

@@ -123,7 +123,8 @@ class Config:
 
     epistemic: str = "auto"
     """auto | disagreement | mixture | knn | latent: the information-gain estimator of efe
-    and feef (auto: mixture for the ensemble, latent for the RSSM)."""
+    and feef (auto: mixture for the ensemble, latent for the RSSM; latent needs the RSSM's
+    stoch_prior=gaussian, knn works with every prior)."""
     epistemic_scale: float = 1.0
     """Weight of the epistemic value against the pragmatic value: G = -(pragmatic + scale *
     epistemic). 1 is the plain expected free energy."""
@@ -254,6 +255,17 @@ class Config:
                 est,
                 "latent or knn with the rssm (disagreement and mixture need the ensemble)",
             )
+            # latent compares the posterior with the Gaussian of the prior's stats, which is
+            # the prior itself only when stoch_prior is gaussian.
+            stoch_prior = self.model_overrides().get("stoch_prior", "gaussian")
+            used = self.epistemic == "latent" or self.objective_config().uses_epistemic
+            _check(
+                est != "latent" or not used or stoch_prior == "gaussian",
+                "epistemic",
+                est,
+                f"knn with the rssm's stoch_prior={stoch_prior}: latent (auto's choice for the "
+                "rssm) compares Gaussian stats, not this prior's KL",
+            )
         else:
             _check(
                 est != "latent", "epistemic", est, "disagreement, mixture or knn with the ensemble"
@@ -264,6 +276,13 @@ class Config:
             )
             _check(
                 self.particles > self.knn_k, "particles", self.particles, f"> knn_k={self.knn_k}"
+            )
+            # The policy imagines one future per start state: no sample to estimate from.
+            _check(
+                self.planner != "policy" or not self.objective_config().uses_epistemic,
+                "epistemic",
+                est,
+                "not knn with planner=policy (one imagined future per state)",
             )
         if self.preference in ("task", "flow"):
             _check(
@@ -287,6 +306,16 @@ class Config:
                 _check(self.obs == "state", "goal_source", "diffusion", "used with state obs")
 
     # -- derived ----------------------------------------------------------------------------
+    def model_overrides(self) -> dict[str, Any]:
+        """The world-model Config overrides of ``model``, values read as YAML (lists as
+        tuples)."""
+        values = {}
+        for item in self.model:
+            key, _, text = item.partition("=")
+            value = yaml.safe_load(text)
+            values[key.strip()] = tuple(value) if isinstance(value, list) else value
+        return values
+
     @property
     def world_model_name(self) -> str:
         if self.world_model != "auto":
@@ -464,10 +493,7 @@ class ActiveInferenceAgent:
         values: dict[str, Any] = dict(cls.STATE) if cfg.obs == "state" else {}
         if cfg.model_size == "smoke":
             values.update(cls.SMOKE)
-        for item in cfg.model:
-            key, _, text = item.partition("=")
-            value = yaml.safe_load(text)
-            values[key.strip()] = tuple(value) if isinstance(value, list) else value
+        values.update(cfg.model_overrides())
         fields = {f.name for f in dataclasses.fields(cls.Config)}
         unknown = sorted(set(values) - fields)
         _check(

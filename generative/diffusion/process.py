@@ -36,6 +36,9 @@ def _sum_except_batch(x: Tensor) -> Tensor:
 class GaussianDiffusion(nn.Module):
     """A denoiser ``net(x_t (B, ...), t (B,))`` and a :class:`NoiseSchedule`.
 
+    A conditional model passes ``cond (B, ...)`` to the methods below, which hand it on as
+    ``net(x_t, t, cond)``: every density and sample is then one of ``p(x | cond)``.
+
     ``prediction``: ``eps`` | ``x0`` | ``v`` (what ``net`` outputs); ``variance``: ``small`` |
     ``large`` | ``learned`` (then ``net`` outputs ``(B, 2 C, ...)``: the prediction, then the
     variance interpolation ``u``, split along dimension 1); ``clip``: clamp the predicted
@@ -73,9 +76,11 @@ class GaussianDiffusion(nn.Module):
     def learned_variance(self) -> bool:
         return self.variance == "learned"
 
-    def _net(self, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor | None]:
+    def _net(
+        self, xt: Tensor, t: Tensor, cond: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """The net's prediction ``(B, ...)`` and, with a learned variance, ``u (B, ...)``."""
-        out = self.net(xt, t)
+        out = self.net(xt, t) if cond is None else self.net(xt, t, cond)
         if not self.learned_variance:
             return out, None
         prediction, u = out.chunk(2, dim=1)
@@ -94,7 +99,11 @@ class GaussianDiffusion(nn.Module):
 
     # -- training ---------------------------------------------------------------------------
     def loss(
-        self, x0: Tensor, decoder: Decoder | None = None, vlb_weight: float = 0.0
+        self,
+        x0: Tensor,
+        decoder: Decoder | None = None,
+        vlb_weight: float = 0.0,
+        cond: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Per-example losses at one uniform timestep each: ``(loss, mse, vlb)``, all ``(B,)``.
 
@@ -110,7 +119,7 @@ class GaussianDiffusion(nn.Module):
         xt = self.schedule.q_sample(x0, t, noise)
         ab = self.schedule.gather(self.schedule.alpha_bar, t, x0)
         target = training_target(self.prediction, x0, noise, ab)
-        prediction, u = self._net(xt, t)
+        prediction, u = self._net(xt, t, cond)
         mse = (prediction - target).pow(2).flatten(1).mean(1)
         if decoder is None:
             return mse, mse, torch.zeros_like(mse)
@@ -130,9 +139,9 @@ class GaussianDiffusion(nn.Module):
             eps = (xt - ab.sqrt() * x0) / (1 - ab).sqrt()
         return x0, eps
 
-    def predict(self, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    def predict(self, xt: Tensor, t: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Estimates ``(x0, eps)`` at ``x_t``; with ``clip``, ``eps`` matches the clamped ``x0``."""
-        prediction, _ = self._net(xt, t)
+        prediction, _ = self._net(xt, t, cond)
         return self._x0_eps(prediction, xt, t)
 
     def _mean_var(
@@ -142,10 +151,12 @@ class GaussianDiffusion(nn.Module):
         mean, _ = self.schedule.posterior(x0, xt, t)
         return mean, self.variance_at(t, xt, u)
 
-    def p_mean_var(self, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    def p_mean_var(
+        self, xt: Tensor, t: Tensor, cond: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Mean ``(B, ...)`` and variance of ``p(x_{t-1} | x_t)``: ``(B, 1, ...)`` when fixed,
         ``(B, ...)`` when learned."""
-        prediction, u = self._net(xt, t)
+        prediction, u = self._net(xt, t, cond)
         return self._mean_var(prediction, u, xt, t)
 
     # -- the variational bound --------------------------------------------------------------
@@ -166,15 +177,19 @@ class GaussianDiffusion(nn.Module):
             terms[first] = -decoder(x0[first], mean[first], var[first])
         return terms
 
-    def step_term(self, x0: Tensor, t: Tensor, decoder: Decoder) -> Tensor:
+    def step_term(
+        self, x0: Tensor, t: Tensor, decoder: Decoder, cond: Tensor | None = None
+    ) -> Tensor:
         """``(B,)`` bound term at step ``t`` (per example), with ``x_t`` drawn from ``q``:
         ``-log p(x_0 | x_1)`` where ``t == 0``, ``KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))``
         elsewhere."""
         xt = self.schedule.q_sample(x0, t, torch.randn_like(x0))
-        mean, var = self.p_mean_var(xt, t)
+        mean, var = self.p_mean_var(xt, t, cond)
         return self._term(x0, xt, t, mean, var, decoder)
 
-    def bound(self, x0: Tensor, decoder: Decoder, steps: int = 0) -> Tensor:
+    def bound(
+        self, x0: Tensor, decoder: Decoder, steps: int = 0, cond: Tensor | None = None
+    ) -> Tensor:
         """``(B,)`` the negative variational bound ``-ELBO >= -log p(x_0)`` in nats.
 
         The prior and decoder terms are always computed; of the ``T - 1`` KL terms,
@@ -186,7 +201,7 @@ class GaussianDiffusion(nn.Module):
         batch, device = x0.shape[0], x0.device
         total = self.prior_term(x0)
         total = total + self.step_term(
-            x0, torch.zeros(batch, device=device, dtype=torch.long), decoder
+            x0, torch.zeros(batch, device=device, dtype=torch.long), decoder, cond
         )
         last = self.timesteps
         if steps <= 0 or steps >= last - 1:
@@ -196,10 +211,12 @@ class GaussianDiffusion(nn.Module):
             strata = list(itertools.pairwise(edges))
         for lo, hi in strata:
             t = torch.randint(lo, hi, (batch,), device=device)
-            total = total + (hi - lo) * self.step_term(x0, t, decoder)
+            total = total + (hi - lo) * self.step_term(x0, t, decoder, cond)
         return total
 
-    def trajectory_log_weight(self, x0: Tensor, decoder: Decoder) -> Tensor:
+    def trajectory_log_weight(
+        self, x0: Tensor, decoder: Decoder, cond: Tensor | None = None
+    ) -> Tensor:
         """``(B,)`` ``log p(x_{0:T}) - log q(x_{1:T} | x_0)`` along one forward trajectory.
 
         Its mean is the same bound as :meth:`bound`, and its exponential is an unbiased
@@ -216,7 +233,7 @@ class GaussianDiffusion(nn.Module):
                 gaussian_log_density(x, (1 - beta).sqrt() * prev, beta)
             )
             t = torch.full((x0.shape[0],), step, device=x0.device, dtype=torch.long)
-            mean, var = self.p_mean_var(x, t)
+            mean, var = self.p_mean_var(x, t, cond)
             if step == 0:
                 log_w = log_w + decoder(x0, mean, var)
             else:
@@ -227,19 +244,23 @@ class GaussianDiffusion(nn.Module):
         )
 
     # -- sampling ---------------------------------------------------------------------------
-    @torch.no_grad()
-    def sample_ddpm(self, noise: Tensor, temperature: float = 1.0) -> Tensor:
+    # The samplers are differentiable (in the noise they are fixed functions of the net), so
+    # a model that plans through its samples gets gradients; call them under no_grad otherwise.
+    def sample_ddpm(
+        self, noise: Tensor, temperature: float = 1.0, cond: Tensor | None = None
+    ) -> Tensor:
         """Ancestral sampling through all ``T`` steps from ``x_T = noise (B, ...)``;
         ``temperature`` scales the noise added at each step."""
         x = noise
         for step in reversed(range(self.timesteps)):
             t = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)
-            mean, var = self.p_mean_var(x, t)
+            mean, var = self.p_mean_var(x, t, cond)
             x = mean + var.sqrt() * torch.randn_like(x) * temperature if step > 0 else mean
         return x
 
-    @torch.no_grad()
-    def sample_ddim(self, noise: Tensor, steps: int, eta: float = 0.0) -> Tensor:
+    def sample_ddim(
+        self, noise: Tensor, steps: int, eta: float = 0.0, cond: Tensor | None = None
+    ) -> Tensor:
         """DDIM sampling (Song et al. 2021) on ``steps`` evenly spaced timesteps from
         ``x_T = noise (B, ...)``; ``eta = 0`` is deterministic, ``eta = 1`` DDPM-like."""
         seq = torch.linspace(self.timesteps - 1, 0, min(steps, self.timesteps)).round().long()
@@ -248,7 +269,7 @@ class GaussianDiffusion(nn.Module):
         ab_all = self.schedule.alpha_bar
         for i, step in enumerate(seq):
             t = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)
-            x0, eps = self.predict(x, t)
+            x0, eps = self.predict(x, t, cond)
             ab = ab_all[step]
             ab_prev = ab_all[seq[i + 1]] if i + 1 < len(seq) else ab.new_tensor(1.0)
             sigma = eta * math.sqrt(float((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)))

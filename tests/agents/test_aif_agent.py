@@ -147,6 +147,9 @@ def test_planning_in_bfloat16_acts_like_float32(world_model, objective):
     assert np.abs(actions["float32"] - actions["bfloat16"]).max() < 0.1
 
 
+DIFFUSION_PRIOR = ("stoch_prior=diffusion",)
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
@@ -160,11 +163,24 @@ def test_planning_in_bfloat16_acts_like_float32(world_model, objective):
         ({"epistemic_scale": -1.0}, "epistemic_scale"),
         ({"planner": "icem"}, "planner"),
         ({"precision": "half"}, "precision"),
+        ({"epistemic": "knn", "planner": "policy", "objective": "efe"}, "epistemic"),
+        # The latent estimator compares Gaussian stats, which a diffusion prior's are not;
+        # auto picks it for the rssm.
+        ({"world_model": "rssm", "objective": "efe", "model": DIFFUSION_PRIOR}, "epistemic"),
+        ({"world_model": "rssm", "epistemic": "latent", "model": DIFFUSION_PRIOR}, "epistemic"),
     ],
 )
 def test_invalid_settings_name_the_field(changes, field):
     with pytest.raises(ValueError, match=f"invalid {field}="):
         Config(**changes)
+
+
+def test_diffusion_prior_rssm_takes_knn_and_names_the_choices():
+    with pytest.raises(ValueError, match="knn with the rssm's stoch_prior=diffusion"):
+        Config(world_model="rssm", objective="efe", model=DIFFUSION_PRIOR)
+    assert Config(world_model="rssm", objective="efe", epistemic="knn", model=DIFFUSION_PRIOR)
+    # Objectives without an epistemic term never use the estimator: auto is fine there.
+    assert Config(world_model="rssm", objective="preference", model=DIFFUSION_PRIOR)
 
 
 # -- a tiny fast task: slide a point to x = 0.5 -----------------------------------------------
