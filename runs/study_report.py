@@ -2,8 +2,9 @@
 
 ``report/`` holds:
 
-- ``results.csv``: one row per cell and evaluation point (task, agent, seed, env step,
-  return, its std over the evaluation episodes, success rate, episode length, ms per action);
+- ``results.csv``: one row per cell and evaluation point (task, agent, seed, agent and env
+  step, return, its std over the evaluation episodes, success rate (the goal test held at
+  some step / at the episode's last step), episode length, ms per action);
 - ``summary.md``: a table per task with, per agent, the final evaluation's return and success
   rate as mean [95% bootstrap interval] and interquartile mean over seeds, the env steps to
   reach the task's solved return, wall time and planning latency;
@@ -38,6 +39,7 @@ COLUMNS = (
     "return",
     "return_std",
     "success",
+    "final_success",
     "length",
     "act_ms",
 )
@@ -46,6 +48,7 @@ EVAL_KEYS = {
     "eval/return": "return",
     "eval/return_std": "return_std",
     "eval/success": "success",
+    "eval/final_success": "final_success",
     "eval/length": "length",
     "eval/act_ms": "act_ms",
 }

@@ -202,8 +202,10 @@ def evaluate_agent(
     agent: Any, env: Any, episodes: int, seed: int, frames: Any = None
 ) -> tuple[dict[str, float], np.ndarray | None]:
     """Run ``episodes`` deterministic episodes; return the mean metrics and, with a frame
-    source ``frames() -> (H, W, 3)``, the first episode's frames ``(T + 1, H, W, 3)``."""
-    returns, successes, lengths, act_seconds, video = [], [], [], [], None
+    source ``frames() -> (H, W, 3)``, the first episode's frames ``(T + 1, H, W, 3)``.
+    ``eval/success``: the goal test held at some step; ``eval/final_success``: at the last."""
+    returns, successes, final_successes, lengths, act_seconds = [], [], [], [], []
+    video = None
     for k in range(episodes):
         obs, _ = env.reset(seed=eval_seed(seed, k))
         film = frames is not None and k == 0
@@ -222,6 +224,7 @@ def evaluate_agent(
                 break
         returns.append(ret)
         successes.append(float(success))
+        final_successes.append(float(bool(info.get("success", False))))
         lengths.append(length)
         if film:
             video = np.stack(images)
@@ -229,6 +232,7 @@ def evaluate_agent(
         "eval/return": float(np.mean(returns)),
         "eval/return_std": float(np.std(returns)),
         "eval/success": float(np.mean(successes)),
+        "eval/final_success": float(np.mean(final_successes)),
         "eval/length": float(np.mean(lengths)),
         "eval/act_ms": 1000 * float(np.mean(act_seconds)),
     }

@@ -2,6 +2,8 @@
 
 import json
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import yaml
 from run_files import only_run_dir, read_metrics
@@ -10,6 +12,7 @@ from stub_agent import SimulatedKill, StubAgent  # tests/runs is put on sys.path
 import agents
 from runs import cli
 from runs.checkpoint import load_checkpoint
+from runs.train_agent import evaluate_agent
 
 # pendulum: 200 env steps per episode, action repeat 2 -> 100 agent steps per episode.
 EPISODE = 100
@@ -119,3 +122,30 @@ def test_user_errors_exit_2_before_any_work(stub, out_dir, capsys, args, message
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
     assert not out_dir.exists()
+
+
+class _PassesThrough(gym.Env):
+    """Three steps; the goal test holds at the second only."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(1, np.float32), 1.0, False, self.t == 3, {"success": self.t == 2}
+
+
+class _Still:
+    def act(self, obs, state=None, explore=False):
+        return np.zeros(1, np.float32), state
+
+
+def test_evaluation_tells_success_at_some_step_from_success_at_the_end():
+    metrics, video = evaluate_agent(_Still(), _PassesThrough(), episodes=2, seed=0)
+    assert metrics["eval/success"] == 1.0 and metrics["eval/final_success"] == 0.0
+    assert metrics["eval/return"] == 3.0 and metrics["eval/length"] == 3.0 and video is None
