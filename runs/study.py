@@ -66,7 +66,7 @@ class CompareConfig(RunOptions):
     steps: int | None = None
     """Training steps (agent decisions) per cell (default: each task's benchmark budget)."""
     eval_every: int | None = None
-    """Env steps between evaluations (default steps/10)."""
+    """Agent steps between evaluations (default steps/10)."""
     eval_episodes: int | None = None
     """Deterministic evaluation episodes per evaluation (default 10)."""
     obs: str = "state"

@@ -94,7 +94,7 @@ class TrainAgentConfig(RunOptions):
     """Training steps in agent decisions (each repeats its action the task's action_repeat
     times in the env); default: the task's benchmark budget in env steps / action_repeat."""
     eval_every: int | None = None
-    """Env steps between evaluations (default steps/10; smoke: 200)."""
+    """Agent steps between evaluations (default steps/10; smoke: 200)."""
     eval_episodes: int | None = None
     """Deterministic evaluation episodes, each with a fixed seed (default 10; smoke: 2)."""
     preset: str = "default"
