@@ -195,7 +195,7 @@ def diagonal_gaussian_log_prob(x: Tensor, stats: Tensor) -> Tensor:
     """``log N(x; mean, diag(std^2))`` ``(...)`` of ``x`` ``(..., S)`` with ``stats`` the mean
     then the std ``(..., 2S)``."""
     mean, std = stats.chunk(2, -1)
-    return (-0.5 * ((x - mean) / std).pow(2) - std.log() - HALF_LOG_2PI).sum(-1)
+    return gaussian_log_density(x, mean, std.pow(2)).sum(-1)
 
 
 def _gaussian_decoder(x0: Tensor, mean: Tensor, var: Tensor) -> Tensor:
