@@ -2,7 +2,8 @@
 
 Time limits come from Gymnasium itself (``TimeLimit`` through
 ``gym.make(max_episode_steps=...)``); this module adds action repeat, pixel observations,
-actions rescaled to [-1, 1] and discrete observations as index vectors. In state mode the
+actions rescaled to [-1, 1], discrete observations as index vectors and a run's step
+budget. In state mode the
 stack costs almost nothing: a wrapper is only added when it changes something, and the
 rescaling is a single multiply.
 """
@@ -43,6 +44,26 @@ class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
             if terminated or truncated:
                 break
         return obs, total, terminated, truncated, info
+
+
+class StepBudget(gym.Wrapper):
+    """Truncate the episode at the step that spends a training budget of ``limit`` steps.
+
+    ``steps`` counts calls to :meth:`step` over every episode; whoever owns the budget sets
+    it (e.g. from a resumed agent's count). Unlike ``TimeLimit`` the count does not restart
+    with an episode, so a run stops at its budget, not at the end of the episode it is in.
+    """
+
+    def __init__(self, env: gym.Env, limit: int):
+        if limit < 1:
+            raise ValueError(f"step budget must be >= 1, got {limit}")
+        super().__init__(env)
+        self.limit, self.steps = limit, 0
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        return obs, reward, terminated, truncated or self.steps >= self.limit, info
 
 
 class PixelObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):

@@ -5,7 +5,9 @@
 seed) and runs in ``<out>/agent/<name>/<stamp>/`` the chunked protocol:
 
 1. ``agent.train_until(env, target)`` for the next multiple of ``eval_every`` (or
-   ``steps``); the chunk ends at the first episode end at or after the target;
+   ``steps``); the chunk ends at the first episode end at or after the target, and the
+   training env truncates the episode that reaches ``steps`` (``envs.wrappers.StepBudget``),
+   so that a run never spends more than its budget;
 2. evaluation: ``eval_episodes`` episodes with fixed seeds and ``act(explore=False)``,
    logged as ``eval/return``, ``eval/success``, ``eval/length`` and ``eval/act_ms`` at the
    agent's env step (the first episode filmed into ``videos/`` with ``--video``);
@@ -184,9 +186,10 @@ def make_envs(cfg: TrainAgentConfig) -> tuple[Any, Any]:
     """The training env and the evaluation env (seeded apart); problems become user errors."""
     from agents.base import make_agent_env
     from envs.rendering import RenderingError
+    from envs.wrappers import StepBudget
 
     try:
-        train = make_agent_env(cfg.env, cfg.obs, seed=cfg.seed)
+        train = StepBudget(make_agent_env(cfg.env, cfg.obs, seed=cfg.seed), cfg.steps)  # type: ignore[arg-type]
         evaluation = make_agent_env(cfg.env, cfg.obs, seed=cfg.seed + EVAL_SEED_OFFSET)
     except (ValueError, envs.MissingExtraError, RenderingError) as e:
         raise UserError(str(e)) from None
@@ -336,6 +339,7 @@ def train_agent(cfg: TrainAgentConfig, run_dir: Path | None = None) -> Path:
     while agent.env_steps < cfg.steps:  # type: ignore[operator]
         target = min(cfg.steps, (agent.env_steps // cfg.eval_every + 1) * cfg.eval_every)  # type: ignore[operator]
         start = time.perf_counter()
+        env.steps = agent.env_steps  # a resumed run's budget counts from its checkpoint
         agent.train_until(env, target, log)
         progress.train_seconds += time.perf_counter() - start
         start = time.perf_counter()

@@ -10,6 +10,7 @@ from gymnasium.utils.env_checker import check_env
 
 from envs import OBS_MODES, TASKS
 from envs.tasks import get_task, make_env
+from envs.wrappers import StepBudget
 
 from .conftest import TASK_PARAMS
 
@@ -86,6 +87,23 @@ def test_episode_length_is_the_task_length_over_the_repeat():
         *_, truncated, _ = env.step(env.action_space.sample())
         steps += 1
     assert steps == get_task("pendulum").max_episode_steps // 4
+
+
+def test_step_budget_truncates_across_episodes_at_the_limit():
+    env = StepBudget(make_env("pendulum", action_repeat=4, seed=0), limit=70)  # 50 per episode
+    ends = []
+    for _ in range(2):
+        env.reset(seed=1)
+        truncated = False
+        while not truncated:
+            *_, truncated, _ = env.step(env.action_space.sample())
+        ends.append(env.steps)
+    assert ends == [50, 70]
+    env.steps = 69  # a resumed run sets the count it continues from
+    env.reset(seed=1)
+    assert env.step(env.action_space.sample())[3]
+    with pytest.raises(ValueError, match="step budget"):
+        StepBudget(env, limit=0)
 
 
 def test_unknown_task_and_mode_list_the_valid_ones():

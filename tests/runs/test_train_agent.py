@@ -33,21 +33,25 @@ def test_chunks_evaluations_and_checkpoints(stub, out_dir):
     run_dir = only_run_dir(out_dir)
     assert run_dir.parent.name == "stub-reward-pendulum"
     records = read_metrics(run_dir)
-    # Chunks end at the first episode end at or after 200, 400 and 450.
+    # Chunks end at the first episode end at or after 200 and 400; the budget of 450
+    # truncates the fifth episode halfway.
     evals = [r["step"] for r in records if "eval/return" in r]
-    assert evals == [200, 400, 500]
+    assert evals == [200, 400, 450]
     episodes = [r["step"] for r in records if "charts/episodic_return" in r]
-    assert episodes == [100, 200, 300, 400, 500]
+    assert episodes == [100, 200, 300, 400, 450]
+    assert [r["charts/episodic_length"] for r in records if "charts/episodic_length" in r] == [
+        EPISODE
+    ] * 4 + [EPISODE // 2]
     assert all(r["eval/length"] == EPISODE for r in records if "eval/length" in r)
     assert stub.calls["train_until"] == 3
     assert stub.calls["act_eval"] == 3 * 2 * EPISODE
-    assert stub.calls["act_explore"] == 500
+    assert stub.calls["act_explore"] == 450
     assert "load" not in stub.calls
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    assert state["step"] == 500 and state["agent"]["env_steps"] == 500
+    assert state["step"] == 450 and state["agent"]["env_steps"] == 450
     assert state["agent"]["episode"] == 5 and state["progress"]["evaluations"] == 3
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["steps"] == 500 and summary["metrics"]["evaluations"] == 3
+    assert summary["steps"] == 450 and summary["metrics"]["evaluations"] == 3
     assert summary["metrics"]["eval/return"] == records[-1]["eval/return"]
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["steps"] == 450 and saved["eval_every"] == 200 and saved["agent"] == "stub"
@@ -70,7 +74,7 @@ def test_killed_run_resumes_to_identicalread_metrics(stub, out_dir, tmp_path):
     assert stub.calls["train_until"] == 2  # the chunks to 400 and 450
     assert read_metrics(run_dir) == read_metrics(whole)
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["metrics"]["evaluations"] == 3 and summary["steps"] == 500
+    assert summary["metrics"]["evaluations"] == 3 and summary["steps"] == 450
 
 
 def test_resuming_a_finished_run_trains_no_further(stub, out_dir):
