@@ -11,11 +11,13 @@ backend before it does (see ``envs.rendering``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib
+import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -136,6 +138,22 @@ def _route_mujoco_warnings() -> None:
         mujoco.set_mju_user_warning(_mujoco_warning)
 
 
+@contextlib.contextmanager
+def _scratch_temp_files() -> Iterator[None]:
+    """Temporary files made inside the block go to a folder deleted after it.
+
+    gymnasium-robotics' mazes write their MuJoCo model to ``<tempdir>/ant_maze<time>.xml``
+    and never delete it (one file per env built); MuJoCo has read it once the env exists.
+    """
+    previous = tempfile.tempdir
+    with tempfile.TemporaryDirectory() as scratch:
+        tempfile.tempdir = scratch
+        try:
+            yield
+        finally:
+            tempfile.tempdir = previous
+
+
 def get_task(name: str) -> TaskSpec:
     """The :class:`TaskSpec` registered as ``name`` in ``envs.TASKS``."""
     if name not in TASKS:
@@ -176,12 +194,14 @@ def make_env(
     else:
         quiet_headless_pygame()
         kwargs["render_mode"] = "rgb_array"
-    env = gym.make(
-        task.gym_id,
-        max_episode_steps=task.max_episode_steps,
-        disable_env_checker=True,
-        **kwargs,
-    )
+    scratch = _scratch_temp_files() if task.kind == "robotics" else contextlib.nullcontext()
+    with scratch:
+        env = gym.make(
+            task.gym_id,
+            max_episode_steps=task.max_episode_steps,
+            disable_env_checker=True,
+            **kwargs,
+        )
     if isinstance(env.observation_space, gym.spaces.Dict):
         env = FlattenDict(env)
     if isinstance(env.observation_space, gym.spaces.Discrete):
@@ -316,8 +336,13 @@ INVERTED_PENDULUM = TaskSpec(
     action_repeat=2,
     description=TASKS["inverted-pendulum"][1],
     reward="+1 per step while the pole is up (|angle| <= 0.2)",
-    goal="angle ~ N(0, 0.05), angular velocity ~ N(0, 0.5); success: |angle| <= 0.1, |ω| <= 1",
+    goal="angle ~ N(0, 0.05), angular velocity ~ N(0, 0.5), cart ~ N(0, 0.5); "
+    "success: |angle| <= 0.1, |ω| <= 1",
     features=(
+        # The cart's place is no part of the reward, but a cart at the end of its rail
+        # cannot step under the pole: without it, planners balanced while drifting into
+        # the rail's end and dropped the pole there.
+        Feature("cart position", 0, 0.0, 0.5, low=-np.inf, high=np.inf),
         Feature("pole angle", 1, 0.0, 0.05, far=0.2),
         Feature("pole angular velocity", 3, 0.0, 0.5),
     ),

@@ -2,6 +2,7 @@
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -14,6 +15,16 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _temporary_files_in_pytest_folder(tmp_path_factory):
+    """Temporary files the libraries leave behind (Gymnasium's env checker rebuilds the
+    point maze, whose model file is never deleted) go where pytest prunes them."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tempfile"))
+    yield
+    tempfile.tempdir = previous
 
 
 @pytest.fixture

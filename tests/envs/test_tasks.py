@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import tempfile
 import warnings
 
 import gymnasium as gym
@@ -162,3 +163,12 @@ def test_robotics_task_without_the_extra_names_the_install():
     result = _python(code)
     assert result.returncode == 2, result.stderr
     assert "pip install -e .[robotics]" in result.stderr
+
+
+@pytest.mark.mujoco
+def test_building_the_maze_leaves_no_temporary_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    env = make_env("point-maze", seed=0)
+    env.step(env.action_space.sample())  # the model was loaded before its file went
+    assert list(tmp_path.iterdir()) == []
+    assert tempfile.tempdir == str(tmp_path)
