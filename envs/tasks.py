@@ -142,8 +142,9 @@ def _route_mujoco_warnings() -> None:
 def _scratch_temp_files() -> Iterator[None]:
     """Temporary files made inside the block go to a folder deleted after it.
 
-    gymnasium-robotics' mazes write their MuJoCo model to ``<tempdir>/ant_maze<time>.xml``
-    and never delete it (one file per env built); MuJoCo has read it once the env exists.
+    Envs are built inside it: gymnasium-robotics' mazes write their MuJoCo model to
+    ``<tempdir>/ant_maze<time>.xml`` and never delete it (one file per env built); MuJoCo
+    has read it once the env exists.
     """
     previous = tempfile.tempdir
     with tempfile.TemporaryDirectory() as scratch:
@@ -194,8 +195,7 @@ def make_env(
     else:
         quiet_headless_pygame()
         kwargs["render_mode"] = "rgb_array"
-    scratch = _scratch_temp_files() if task.kind == "robotics" else contextlib.nullcontext()
-    with scratch:
+    with _scratch_temp_files():
         env = gym.make(
             task.gym_id,
             max_episode_steps=task.max_episode_steps,

@@ -3,9 +3,8 @@
 Time limits come from Gymnasium itself (``TimeLimit`` through
 ``gym.make(max_episode_steps=...)``); this module adds action repeat, pixel observations,
 actions rescaled to [-1, 1], discrete observations as index vectors and a run's step
-budget. In state mode the
-stack costs almost nothing: a wrapper is only added when it changes something, and the
-rescaling is a single multiply.
+budget. In state mode the stack costs almost nothing: a wrapper is only added when it
+changes something, and the rescaling is a single multiply.
 """
 
 from __future__ import annotations
