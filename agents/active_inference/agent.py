@@ -99,6 +99,8 @@ class Config:
     """Planner iterations per action."""
     elites: int = 40
     """CEM elites."""
+    keep_elites: bool = True
+    """CEM: carry each iteration's elites into the next iteration's candidates (iCEM)."""
     temperature: float = 0.5
     """MPPI temperature, in units of the costs' spread."""
     momentum: float = 0.1
@@ -339,6 +341,7 @@ class Config:
             candidates=self.candidates,
             iterations=self.iterations,
             elites=self.elites,
+            keep_elites=self.keep_elites,
             temperature=self.temperature,
             momentum=self.momentum,
             init_std=self.init_std,

@@ -36,6 +36,11 @@ class PlannerConfig:
     """Refinement iterations per plan."""
     elites: int = 100
     """CEM: lowest-cost candidates the Gaussian is refitted to."""
+    keep_elites: bool = True
+    """CEM: carry each iteration's elites into the next iteration's candidates, scored
+    again (as iCEM does). Without it a refit can lose a good sequence: on
+    inverted-pendulum the elites' mean of the first plan of an episode, far worse than
+    doing nothing, was kept while doing nothing was the best candidate, and the pole fell."""
     temperature: float = 0.5
     """MPPI: λ of the weights ``exp(-(c - min c) / (λ std c))``, in units of the costs'
     spread across candidates, so that one value suits every objective's scale."""
@@ -96,31 +101,32 @@ class SamplingPlanner:
     ) -> Plan:
         """Minimise ``cost`` ``(N, H, A) -> (N,)`` starting from ``mean`` ``(H, A)`` (default:
         the box's centre). Candidate 0 of every iteration is the current mean itself, so a
-        good warm start is never lost. Non-finite costs count as infinitely bad."""
+        good warm start is never lost, followed by the last iteration's elites with
+        ``keep_elites``. Non-finite costs count as infinitely bad."""
         cfg = self.cfg
         mean = self.initial_mean() if mean is None else mean.clone()
         std = torch.full_like(mean, cfg.init_std)
         n = cfg.candidates
         best = float("inf")
+        kept = mean.new_empty((0, *mean.shape))
         for _ in range(cfg.iterations):
             noise = torch.randn((n, *mean.shape), generator=generator, device=mean.device)
             actions = (mean + std * noise).clamp(self.low, self.high)
             actions[0] = mean
+            actions[1 : 1 + len(kept)] = kept[: n - 1]
             costs = cost(actions).detach().reshape(n)
             costs = torch.nan_to_num(costs, nan=torch.inf, posinf=torch.inf)
             best = float(costs.min())
             if cfg.kind == "cem":
-                new_mean, new_std = self._elites(actions, costs)
+                elites = actions[torch.topk(costs, cfg.elites, largest=False).indices]
+                new_mean, new_std = elites.mean(0), elites.std(0, unbiased=False)
+                if cfg.keep_elites:
+                    kept = elites
             else:
                 new_mean, new_std = self._weighted(actions, costs)
             mean = cfg.momentum * mean + (1 - cfg.momentum) * new_mean
             std = (cfg.momentum * std + (1 - cfg.momentum) * new_std).clamp_min(cfg.min_std)
         return Plan(mean, std, best)
-
-    def _elites(self, actions: Tensor, costs: Tensor) -> tuple[Tensor, Tensor]:
-        index = torch.topk(costs, self.cfg.elites, largest=False).indices
-        elites = actions[index]
-        return elites.mean(0), elites.std(0, unbiased=False)
 
     def _weighted(self, actions: Tensor, costs: Tensor) -> tuple[Tensor, Tensor]:
         finite = torch.isfinite(costs)
