@@ -99,8 +99,9 @@ class Config:
     """Planner iterations per action."""
     elites: int = 40
     """CEM elites."""
-    keep_elites: bool = True
-    """CEM: carry each iteration's elites into the next iteration's candidates (iCEM)."""
+    keep_elites: bool = False
+    """CEM: carry each iteration's elites into the next iteration's candidates (iCEM; see
+    ``PlannerConfig.keep_elites`` for why it is off)."""
     temperature: float = 0.5
     """MPPI temperature, in units of the costs' spread."""
     momentum: float = 0.1

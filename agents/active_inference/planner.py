@@ -36,11 +36,12 @@ class PlannerConfig:
     """Refinement iterations per plan."""
     elites: int = 100
     """CEM: lowest-cost candidates the Gaussian is refitted to."""
-    keep_elites: bool = True
+    keep_elites: bool = False
     """CEM: carry each iteration's elites into the next iteration's candidates, scored
-    again (as iCEM does). Without it a refit can lose a good sequence: on
-    inverted-pendulum the elites' mean of the first plan of an episode, far worse than
-    doing nothing, was kept while doing nothing was the best candidate, and the pole fell."""
+    again (as iCEM does), so that a refit cannot lose a good sequence. Off by default: on
+    a fixed inverted-pendulum model it rescued episode starts where the elites' mean was
+    far worse than doing nothing, but trained with it from scratch (3 seeds, 3,000 env
+    steps) the agent scored 63 against 698 without it."""
     temperature: float = 0.5
     """MPPI: λ of the weights ``exp(-(c - min c) / (λ std c))``, in units of the costs'
     spread across candidates, so that one value suits every objective's scale."""
