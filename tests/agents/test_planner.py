@@ -1,5 +1,7 @@
 """CEM and MPPI on objectives with a known optimum."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -69,7 +71,7 @@ def test_kept_elites_make_each_iteration_at_least_as_good_as_the_last(keep):
     cfg = PlannerConfig(horizon=2, candidates=60, iterations=12, elites=12, keep_elites=keep)
     torch.manual_seed(0)
     SamplingPlanner(cfg, 1).plan(cost)
-    steps = [b - a for a, b in zip(bests, bests[1:], strict=False)]
+    steps = [b - a for a, b in itertools.pairwise(bests)]
     if keep:
         assert max(steps) <= 0.0
     else:
