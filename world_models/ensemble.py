@@ -4,15 +4,12 @@ Each of ``M`` members maps a standardised ``[o_t, a_{t+1}]`` to a diagonal Gauss
 standardised change ``o_{t+1} - o_t``; the members are evaluated together with batched
 matrix products (weights shaped ``(M, in, out)``), never a Python loop. The predicted
 log-variance is kept between learned bounds (softly, as in PETS) so that it can neither
-collapse nor explode away from the data. Each member also predicts the transition's reward
-and the logit that the episode goes on (as MBPO's members predict the reward): two more
-columns of the output layer, so that planning for reward costs no more network calls than
-planning for a preference.
+collapse nor explode away from the data. A reward head and a continuation head (plain MLPs)
+read the same transition input.
 
 The latent state is the observation itself: ``LatentState.stoch`` is ``o_t`` and
-``LatentState.deter`` the transition input ``[o_{t-1}, a_t]`` that produced it, so the
-reward, continuation and :meth:`EnsembleDynamics.disagreement` of a state need no further
-inputs.
+``LatentState.deter`` the transition input ``[o_{t-1}, a_t]`` that produced it, so the heads
+and :meth:`EnsembleDynamics.disagreement` score a state without further inputs.
 
 Imagined observations are clipped to the range of the training data (widened by 10%):
 outside it the members only extrapolate, and long open-loop rollouts would blow up.
@@ -27,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -35,7 +33,7 @@ from torch import Tensor, nn
 
 from generative.base import DataSpec
 from world_models.base import WorldModel, autocast_dtype, check
-from world_models.heads import HALF_LOG_2PI
+from world_models.heads import ContinuationHead, RewardHead, masked_mean, read_out
 from world_models.replay import Chunk
 from world_models.state import LatentState
 
@@ -44,19 +42,6 @@ ACTIVATIONS = {"silu": F.silu, "relu": F.relu}
 # Imagined observations stay within the range seen in the data, widened by this share of
 # it: far outside, the MLPs extrapolate and open-loop rollouts blow up.
 OBS_MARGIN = 0.1
-# Output columns of every member after the delta's mean and log-variance: the reward's mean
-# (a unit-variance Gaussian) and the logit of "the episode goes on".
-READ_OUTS = 2
-
-Prediction = tuple[Tensor, Tensor]
-"""Predicted next-observation mean and std (observation units)."""
-ReadOuts = tuple[Tensor, Tensor]
-"""Predicted reward and probability that the episode goes on."""
-
-
-def _read_outs(extra: Tensor) -> ReadOuts:
-    """The read-out columns ``(..., 2)`` -> reward and continuation probability ``(...)``."""
-    return extra[..., 0].float(), torch.sigmoid(extra[..., 1].float())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +56,8 @@ class EnsembleConfig:
     """Hidden layers per member."""
     activation: str = "silu"
     """silu | relu: the members' nonlinearity (relu is several times cheaper on a CPU)."""
+    head: tuple[int, ...] = (64, 64)
+    """Hidden widths of the reward and continuation heads."""
     propagation: str = "ts1"
     """ts1 | tsinf: how sampled rollouts pick members (see the module docstring)."""
     min_logvar: float = -10.0
@@ -91,6 +78,7 @@ class EnsembleConfig:
     def __post_init__(self) -> None:
         for name in ("members", "hidden", "layers"):
             check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        check(all(h >= 1 for h in self.head), "head", self.head, "positive widths")
         check(
             self.activation in ACTIVATIONS,
             "activation",
@@ -129,32 +117,24 @@ class EnsembleLinear(nn.Module):
 
 
 class GaussianEnsemble(nn.Module):
-    """``(M, N, in) -> (mean, logvar, extra)``: ``(M, N, out)`` each with bounded
-    log-variance, and ``extra`` ``(M, N, read_outs)`` further unconstrained outputs."""
+    """``(M, N, in) -> (mean, logvar)``, each ``(M, N, out)``, with bounded log-variance."""
 
-    def __init__(
-        self, cfg: EnsembleConfig, in_features: int, out_features: int, read_outs: int = 0
-    ):
+    def __init__(self, cfg: EnsembleConfig, in_features: int, out_features: int):
         super().__init__()
         widths = [in_features] + [cfg.hidden] * cfg.layers
         self.hidden = nn.ModuleList(
             EnsembleLinear(cfg.members, a, b) for a, b in itertools.pairwise(widths)
         )
-        self.sizes = [out_features, out_features, read_outs]
-        self.out = EnsembleLinear(cfg.members, widths[-1], sum(self.sizes))
+        self.out = EnsembleLinear(cfg.members, widths[-1], 2 * out_features)
         self.activation = ACTIVATIONS[cfg.activation]
         self.max_logvar = nn.Parameter(torch.full((out_features,), cfg.max_logvar))
         self.min_logvar = nn.Parameter(torch.full((out_features,), cfg.min_logvar))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         for layer in self.hidden:
             x = self.activation(layer(x))
-        return self.split(self.out(x))
-
-    def split(self, raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """A raw output ``(..., 2 * out + read_outs)`` -> mean, bounded log-variance, extra."""
-        mean, logvar, extra = raw.split(self.sizes, -1)
-        return mean, self.bound(logvar), extra
+        mean, logvar = self.out(x).chunk(2, -1)
+        return mean, self.bound(logvar)
 
     def bound(self, logvar: Tensor) -> Tensor:
         """The raw log-variance ``(..., out)`` softly kept between the learned bounds."""
@@ -162,9 +142,8 @@ class GaussianEnsemble(nn.Module):
         return self.min_logvar + F.softplus(logvar - self.min_logvar)
 
     def forward_columns(self, x: Tensor, work: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        """The raw output ``(M, 2 * out + read_outs, N)`` (means, unbounded log-variances,
-        then the extra outputs) of column-major inputs ``(M, in, N)``: the map of
-        :meth:`forward`, transposed.
+        """The raw output ``(M, 2 * out, N)`` (means, then unbounded log-variances) of
+        column-major inputs ``(M, in, N)``: the map of :meth:`forward`, transposed.
 
         Planning puts few rows through a narrow output layer, which a CPU computes several
         times faster as ``W^T x^T`` than as ``x W``; the hidden layers run as fast either
@@ -208,7 +187,7 @@ class EnsembleDynamics(WorldModel):
     """
 
     Config = EnsembleConfig
-    SMOKE: ClassVar[dict[str, Any]] = {"members": 3, "hidden": 16, "layers": 2}
+    SMOKE: ClassVar[dict[str, Any]] = {"members": 3, "hidden": 16, "layers": 2, "head": (16,)}
     TRAIN: ClassVar[dict[str, Any]] = {"steps": 5000, "batch_size": 256, "seq_len": 2, "lr": 1e-3}
 
     def __init__(self, cfg: EnsembleConfig, spec: DataSpec, action_dim: int):
@@ -216,7 +195,9 @@ class EnsembleDynamics(WorldModel):
         check(spec.kind == "vector", "obs", spec.kind, "vector (state) observations for ensemble")
         self.obs_dim = math.prod(spec.shape)
         inputs = self.obs_dim + action_dim
-        self.net = GaussianEnsemble(cfg, inputs, self.obs_dim, READ_OUTS)
+        self.net = GaussianEnsemble(cfg, inputs, self.obs_dim)
+        self.reward_head = RewardHead(inputs, cfg.head)
+        self.cont_head = ContinuationHead(inputs, cfg.head)
         self.register_buffer("delta_mean", torch.zeros(self.obs_dim))
         self.register_buffer("delta_std", torch.ones(self.obs_dim))
         self.register_buffer("obs_low", torch.full((self.obs_dim,), -torch.inf))
@@ -258,82 +239,77 @@ class EnsembleDynamics(WorldModel):
 
     def _block_outputs(
         self, x: Tensor, work: tuple[Tensor, Tensor] | None = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor]:
         """Standardised inputs ``(N, D + A)`` in ``M`` contiguous blocks of ``ceil(N / M)``
         rows, block ``m`` for member ``m`` -> each row's delta mean and bounded
-        log-variance (standardised units), ``(N, D)`` each, and its read-outs ``(N, 2)``,
-        in one network call (``work``: see :meth:`GaussianEnsemble.workspace`)."""
+        log-variance (standardised units), ``(N, D)`` each, in one network call
+        (``work``: see :meth:`GaussianEnsemble.workspace`)."""
         m, n = self.members, x.shape[0]
         pad = -n % m
         if pad:
             x = torch.cat([x, x[:1].expand(pad, -1)], 0)
         raw = self.net.forward_columns(x.view(m, -1, x.shape[-1]).mT, work)
-        return self.net.split(raw.mT.reshape(n + pad, -1)[:n])
+        mean, logvar = raw.mT.reshape(n + pad, -1)[:n].chunk(2, -1)
+        return mean, self.net.bound(logvar)
 
-    def _all_members(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _all_members(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Standardised inputs ``(N, D + A)`` -> every member's delta mean and bounded
-        log-variance (standardised units), ``(M, N, D)`` each, and read-outs ``(M, N, 2)``."""
-        return self.net.split(self.net.forward_columns(x.mT.expand(self.members, -1, -1)).mT)
+        log-variance (standardised units), ``(M, N, D)`` each."""
+        raw = self.net.forward_columns(x.mT.expand(self.members, -1, -1))
+        mean, logvar = raw.mT.chunk(2, -1)
+        return mean, self.net.bound(logvar)
 
-    def _observation_units(self, obs: Tensor, mean: Tensor, logvar: Tensor) -> Prediction:
-        """A predicted delta (standardised) from ``obs`` -> next-observation mean and std."""
-        return obs + mean * self.delta_std + self.delta_mean, (0.5 * logvar).exp() * self.delta_std
+    def predict(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Every member's next-observation mean and std in observation units.
 
-    def predict(self, obs: Tensor, action: Tensor) -> tuple[Prediction, ReadOuts]:
-        """Every member's next-observation mean and std in observation units, and its
-        reward and continuation probability for the transition.
-
-        ``obs`` ``(N, D)``, ``action`` ``(N, A)`` -> two ``(M, N, D)`` tensors and two
-        ``(M, N)``.
+        ``obs`` ``(N, D)``, ``action`` ``(N, A)`` -> two ``(M, N, D)`` tensors.
         """
         obs = obs.to(self.device).float()
-        mean, logvar, extra = self._all_members(
-            self._standardised(obs, action.to(self.device).float())
-        )
-        return self._observation_units(obs, mean, logvar), _read_outs(extra)
+        mean, logvar = self._all_members(self._standardised(obs, action.to(self.device).float()))
+        std = (0.5 * logvar).exp() * self.delta_std
+        return obs + mean * self.delta_std + self.delta_mean, std
 
-    def predict_blocks(self, obs: Tensor, action: Tensor) -> tuple[Prediction, ReadOuts]:
-        """Each row's next-observation mean and std from one member, in observation units,
-        and that member's reward and continuation probability for the transition.
+    def predict_blocks(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Each row's next-observation mean and std from one member, in observation units.
 
         The ``N`` rows are split into ``M`` contiguous blocks of ``ceil(N / M)``; block ``m``
         goes through member ``m`` only (one network call, not ``M``). ``(N, D)``, ``(N, A)``
-        -> two ``(N, D)`` tensors and two ``(N,)``.
+        -> two ``(N, D)`` tensors.
         """
-        mean, logvar, extra = self._block_outputs(self._standardised(obs.float(), action.float()))
-        return self._observation_units(obs, mean, logvar), _read_outs(extra)
+        mean, logvar = self._block_outputs(self._standardised(obs.float(), action.float()))
+        return obs + mean * self.delta_std + self.delta_mean, (0.5 * logvar).exp() * self.delta_std
 
     def rollout_blocks(
         self, obs: Tensor, actions: Tensor, noise: bool = True
-    ) -> tuple[LatentState, Prediction, ReadOuts]:
+    ) -> tuple[LatentState, tuple[Tensor, Tensor]]:
         """:meth:`predict_blocks` along a horizon, sampling each step (TS1 by blocks).
 
         ``obs`` ``(N, D)``, ``actions`` ``(N, H, A)`` -> the states reached ``(N, H, .)``
-        (without ``stats``), each step's predicted mean and std (observation units),
-        ``(N, H, D)`` each, and its reward and continuation probability, ``(N, H)`` each.
-        Step ``t`` draws ``o_{t+1} ~ N(mean, std²)`` (the mean when ``noise`` is false)
-        with one ``randn`` of ``(N, D)``, clipped as :meth:`clamp_observation` does: the
-        same draws and values as ``H`` calls of :meth:`predict_blocks`, for less work per
-        step.
+        (without ``stats``) and each step's predicted mean and std (observation units),
+        ``(N, H, D)`` each. Step ``t``
+        draws ``o_{t+1} ~ N(mean, std²)`` (the mean when ``noise`` is false) with one
+        ``randn`` of ``(N, D)``, clipped as :meth:`clamp_observation` does: the same draws
+        and values as ``H`` calls of :meth:`predict_blocks`, for less work per step.
         """
         obs = obs.float()
         shift, scale = self._input_scaling()
         work = self.net.workspace(-(-obs.shape[0] // self.members), obs)
-        deters, reached, means, stds, extras = [], [], [], [], []
+        deters, reached, means, stds = [], [], [], []
         for action in actions.float().unbind(1):
             deter = torch.cat([obs, action], -1)
-            mean, logvar, extra = self._block_outputs((deter - shift) / scale, work)
-            mean, std = self._observation_units(obs, mean, logvar)
+            mean, logvar = self._block_outputs((deter - shift) / scale, work)
+            mean = obs + mean * self.delta_std + self.delta_mean
+            std = (0.5 * logvar).exp() * self.delta_std
             sample = mean + std * torch.randn_like(std) if noise else mean
             obs = sample.clamp(self.obs_low, self.obs_high)
             deters.append(deter)
             reached.append(obs)
             means.append(mean)
             stds.append(std)
-            extras.append(extra)
-        states = LatentState(torch.stack(deters, 1), torch.stack(reached, 1))
-        prediction = torch.stack(means, 1), torch.stack(stds, 1)
-        return states, prediction, _read_outs(torch.stack(extras, 1))
+        return LatentState(torch.stack(deters, 1), torch.stack(reached, 1)), (
+            torch.stack(means, 1),
+            torch.stack(stds, 1),
+        )
 
     def clamp_observation(self, obs: Tensor) -> Tensor:
         """Keep imagined observations within the data's range plus a margin."""
@@ -345,9 +321,7 @@ class EnsembleDynamics(WorldModel):
         The variance across members of their predicted means (in standardised delta
         units), averaged over dimensions.
         """
-        mean, _, _ = self._all_members(
-            self._inputs(states.deter.reshape(-1, states.deter.shape[-1]))
-        )
+        mean, _ = self._all_members(self._inputs(states.deter.reshape(-1, states.deter.shape[-1])))
         return mean.var(0, unbiased=False).mean(-1).reshape(states.shape)
 
     def initial(self, batch_size: int) -> LatentState:
@@ -393,7 +367,7 @@ class EnsembleDynamics(WorldModel):
             deter = torch.cat([obs, action], -1)
             x = (deter - shift) / scale
             if not sample:
-                mean, logvar, _ = self._all_members(x)
+                mean, logvar = self._all_members(x)
                 mean = mean.mean(0)
                 std = (0.5 * logvar).exp().mean(0)
                 delta = mean
@@ -402,7 +376,7 @@ class EnsembleDynamics(WorldModel):
                     # Particle order[k] goes to member k // per_member (padding rows repeat).
                     perm = torch.randperm(per_member * m, device=self.device)
                     order, inverse = perm % n, perm.argsort()[:n]
-                mean, logvar, _ = self._block_outputs(x[order], work)
+                mean, logvar = self._block_outputs(x[order], work)
                 mean, std = mean[inverse], (0.5 * logvar[inverse]).exp()
                 delta = mean + std * torch.randn_like(std)
             next_obs = (obs + delta * self.delta_std + self.delta_mean).clamp(
@@ -420,18 +394,16 @@ class EnsembleDynamics(WorldModel):
         return states.stoch.unflatten(-1, self.spec.shape)
 
     def reward(self, states: LatentState) -> Tensor:
-        """The members' mean predicted reward of the transitions into ``states`` ``(*batch,)``."""
-        return self._members_read_outs(states)[0]
+        return self._read_out(self.reward_head, states.deter)
 
     def continuation(self, states: LatentState) -> Tensor:
-        """The members' mean probability that the episode goes on after ``states``."""
-        return self._members_read_outs(states)[1]
+        return self._read_out(self.cont_head.probability, states.deter)
 
-    def _members_read_outs(self, states: LatentState) -> ReadOuts:
-        deter = states.deter.reshape(-1, states.deter.shape[-1])
-        _, _, extra = self._all_members(self._inputs(deter))
-        reward, cont = _read_outs(extra)
-        return reward.mean(0).view(states.shape), cont.mean(0).view(states.shape)
+    def _read_out(self, head: Callable[[Tensor], Tensor], deter: Tensor) -> Tensor:
+        """``head`` on the standardised inputs of the transitions ``deter`` ``(*batch, D + A)``
+        -> ``(*batch,)`` (in blocks without autograd: :func:`world_models.heads.read_out`)."""
+        shift, scale = self._input_scaling()
+        return read_out(head, (deter - shift) / scale)
 
     # -- training ---------------------------------------------------------------------------
     def _transitions(self, batch: Chunk) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -457,17 +429,16 @@ class EnsembleDynamics(WorldModel):
             index = torch.randint(0, n, (m, n), device=self.device)
         else:
             index = torch.arange(n, device=self.device).expand(m, n)
-        mean, logvar, extra = self.net(x[index])
+        mean, logvar = self.net(x[index])
         err = (mean - target[index]).pow(2)
         nll = 0.5 * (err * (-logvar).exp() + logvar)
         if self.cfg.beta_nll:
             nll = nll * (self.cfg.beta_nll * logvar.detach()).exp()
         nll = nll.sum(-1).mean()
         bounds = self.cfg.logvar_reg * (self.net.max_logvar.sum() - self.net.min_logvar.sum())
-        # Each member learns the reward and continuation of its own bootstrap resample.
-        reward_nll = (0.5 * (extra[..., 0] - reward[index]).pow(2) + HALF_LOG_2PI).mean()
-        goes_on = (~terminated.bool()).float()[index]
-        cont_nll = F.binary_cross_entropy_with_logits(extra[..., 1], goes_on)
+        ones = torch.ones_like(reward, dtype=torch.bool)
+        reward_nll = masked_mean(self.reward_head.nll(x, reward), ones)
+        cont_nll = masked_mean(self.cont_head.nll(x, terminated), ones)
         total = nll + bounds + reward_nll + cont_nll
         metrics = {
             "losses/dynamics": float(nll.detach()),
@@ -479,15 +450,18 @@ class EnsembleDynamics(WorldModel):
         return total, metrics
 
     def optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
-        params = self.net.parameters()
-        return {"opt": torch.optim.Adam(params, lr=lr, weight_decay=self.cfg.weight_decay)}
+        groups = [
+            {"params": list(self.net.parameters()), "weight_decay": self.cfg.weight_decay},
+            {"params": list(self.reward_head.parameters()) + list(self.cont_head.parameters())},
+        ]
+        return {"opt": torch.optim.Adam(groups, lr=lr)}
 
     @torch.no_grad()
     def elbo(self, batch: Chunk) -> Tensor:
         """Exact log-likelihood ``(B,)`` of each next observation under the ensemble's
         equal-weight mixture, nats per transition (observation units)."""
         x, target, _, _ = self._transitions(batch)
-        mean, logvar, _ = self.net(x.expand(self.members, *x.shape))
+        mean, logvar = self.net(x.expand(self.members, *x.shape))
         log_n = -0.5 * ((target - mean).pow(2) * (-logvar).exp() + logvar + math.log(2 * math.pi))
         per_member = log_n.sum(-1) - self.delta_std.log().sum()
         return torch.logsumexp(per_member, 0) - math.log(self.members)

@@ -20,7 +20,6 @@ import torch
 from torch import Tensor
 
 from world_models.base import PIXEL_LEVELS, WorldModel, imagination_precision
-from world_models.ensemble import EnsembleDynamics
 from world_models.replay import Chunk, ReplayBuffer
 from world_models.state import LatentState
 
@@ -173,10 +172,10 @@ def imagination_speed(
     precision: str = "auto",
 ) -> dict[str, float]:
     """Time planning-style imagination: ``iterations`` calls of ``imagine`` for ``candidates``
-    action sequences of ``horizon`` steps from one state, with the predicted rewards (as a
-    CEM planner does per action; the ensemble's members predict them as they step), in the
-    agents' ``precision`` (see :func:`~world_models.base.imagination_precision`). Returns
-    the best of ``repeats`` as ``plan_ms`` (all iterations) and ``latent_steps_per_s``."""
+    action sequences of ``horizon`` steps from one state, each followed by the reward head
+    (as a CEM planner does per action), in the agents' ``precision`` (see
+    :func:`~world_models.base.imagination_precision`). Returns the best of ``repeats`` as
+    ``plan_ms`` (all iterations) and ``latent_steps_per_s``."""
     model.eval()
     state = model.initial(1).repeat_interleave(candidates)
     actions = torch.rand(candidates, horizon, model.action_dim, device=model.device) * 2 - 1
@@ -184,10 +183,7 @@ def imagination_speed(
     def plan() -> None:
         for _ in range(iterations):
             with imagination_precision(model.device, precision):
-                if isinstance(model, EnsembleDynamics):  # rewards come with each step
-                    model.rollout_blocks(state.stoch, actions)
-                else:
-                    model.reward(model.imagine(state, actions))
+                model.reward(model.imagine(state, actions))
         if model.device.type == "cuda":
             torch.cuda.synchronize(model.device)
 

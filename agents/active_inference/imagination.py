@@ -139,18 +139,18 @@ class EnsembleImaginer(Imaginer):
         obs = state.stoch
         member_mean = member_std = None
         if needs.members:
-            (member_mean, member_std), (rewards, conts) = model.predict(obs, action)
+            member_mean, member_std = model.predict(obs, action)
             rows = torch.arange(obs.shape[0], device=obs.device)
             own = rows // -(-obs.shape[0] // model.members)
             pred_mean, pred_std = member_mean[own, rows], member_std[own, rows]
-            reward, cont = rewards[own, rows], conts[own, rows]
         else:
-            (pred_mean, pred_std), (reward, cont) = model.predict_blocks(obs, action)
+            pred_mean, pred_std = model.predict_blocks(obs, action)
         sampled = pred_mean + pred_std * torch.randn_like(pred_std) if self.noise else pred_mean
         next_obs = model.clamp_observation(sampled)
         reached = LatentState(torch.cat([obs, action], -1), next_obs)
-        if not needs.reward:
-            reward = cont = None
+        reward = cont = None
+        if needs.reward:
+            reward, cont = model.reward(reached), model.continuation(reached)
         return Imagined(
             reached,
             next_obs,
@@ -168,11 +168,10 @@ class EnsembleImaginer(Imaginer):
         false): an :class:`Imagined` of ``(R, H)`` rows, the same draws and values as ``H``
         steps with less work per step."""
         model = self.model
-        reached, (pred_mean, pred_std), (reward, cont) = model.rollout_blocks(
-            state.stoch, actions, self.noise
-        )
-        if not needs.reward:
-            reward = cont = None
+        reached, (pred_mean, pred_std) = model.rollout_blocks(state.stoch, actions, self.noise)
+        reward = cont = None
+        if needs.reward:
+            reward, cont = model.reward(reached), model.continuation(reached)
         return Imagined(
             reached,
             reached.stoch,

@@ -113,7 +113,7 @@ def test_imagining_the_whole_horizon_at_once_matches_step_by_step():
     from world_models.state import LatentState
 
     torch.manual_seed(0)
-    cfg = EnsembleConfig(members=5, hidden=16, layers=3)
+    cfg = EnsembleConfig(members=5, hidden=16, layers=3, head=(8,))
     model = EnsembleDynamics(cfg, DataSpec("vector", (3,)), action_dim=2)
     imaginer = EnsembleImaginer(model)
     start = LatentState(torch.zeros(1, 5), torch.randn(1, 3))

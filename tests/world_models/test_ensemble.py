@@ -9,7 +9,7 @@ from world_models.state import LatentState
 
 
 def _model(**changes) -> EnsembleDynamics:
-    cfg = EnsembleConfig(**{"members": 5, "hidden": 32, "layers": 2, **changes})
+    cfg = EnsembleConfig(**{"members": 5, "hidden": 32, "layers": 2, "head": (16,), **changes})
     return EnsembleDynamics(cfg, DataSpec("vector", (1,)), action_dim=1)
 
 
@@ -30,7 +30,7 @@ def _chunk(x: torch.Tensor) -> Chunk:
 def test_members_differ():
     torch.manual_seed(0)
     model = _model()
-    (mean, _), _ = model.predict(torch.randn(8, 1), torch.zeros(8, 1))
+    mean, _ = model.predict(torch.randn(8, 1), torch.zeros(8, 1))
     assert mean.shape == (5, 8, 1)
     assert (mean.std(0) > 1e-4).all()  # independent initialisations give distinct members
 
@@ -72,7 +72,7 @@ def test_trajectory_sampling_keeps_or_redraws_members():
     for m in range(4):
         obs, out = start.stoch, []
         for _ in range(6):
-            obs = model.predict(obs, torch.zeros(10, 1))[0][0][m]
+            obs = model.predict(obs, torch.zeros(10, 1))[0][m]
             out.append(obs[:, 0])
         members.append(torch.stack(out, 1))
     match = torch.stack([(rollout - own).abs().amax(1) < 1e-5 for own in members])  # (4, 10)
@@ -100,13 +100,14 @@ def test_column_major_forward_matches_the_row_major_one():
     torch.manual_seed(0)
     net = _model(layers=3).net
     x = torch.randn(5, 7, 2)
-    outputs = net(x)
+    mean, logvar = net(x)
     for grad in (True, False):
         with torch.set_grad_enabled(grad):
             raw = net.forward_columns(x.mT.contiguous(), net.workspace(7, x))
+            fast_mean, fast_logvar = raw.mT.chunk(2, -1)
             # Float tolerance: the products sum in another order.
-            for fast, slow in zip(net.split(raw.mT), outputs, strict=True):
-                torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(fast_mean, mean, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(net.bound(fast_logvar), logvar, rtol=1e-5, atol=1e-6)
 
 
 def _reference_imagine(model, start, actions, propagation, sample=True):
@@ -118,14 +119,14 @@ def _reference_imagine(model, start, actions, propagation, sample=True):
         deter = torch.cat([obs, action], -1)
         x = torch.cat([(obs - model.obs_mean) / model.obs_std, action], -1)
         if not sample:
-            mean, logvar, _ = model.net(x.expand(m, *x.shape))
+            mean, logvar = model.net(x.expand(m, *x.shape))
             mean, std = mean.mean(0), (0.5 * logvar).exp().mean(0)
             delta = mean
         else:
             if order is None or propagation == "tsinf":
                 perm = torch.randperm(per_member * m)
                 order, inverse = perm % n, perm.argsort()[:n]
-            mean, logvar, _ = model.net(x[order].view(m, per_member, -1))
+            mean, logvar = model.net(x[order].view(m, per_member, -1))
             mean = mean.reshape(m * per_member, -1)[inverse]
             std = (0.5 * logvar).exp().reshape(m * per_member, -1)[inverse]
             delta = mean + std * torch.randn_like(std)
@@ -162,21 +163,14 @@ def test_rollout_in_blocks_matches_step_by_step_predictions():
     obs, actions = torch.linspace(-1, 1, 10)[:, None], torch.randn(10, 6, 1)
     with torch.no_grad():
         torch.manual_seed(2)
-        states, (mean, std), (reward, cont) = model.rollout_blocks(obs, actions)
+        states, (mean, std) = model.rollout_blocks(obs, actions)
         torch.manual_seed(2)
         o = obs
-        own = torch.arange(10) // 3  # member blocks of ceil(10 / 4) rows
         for t in range(6):
-            (ref_mean, ref_std), (ref_reward, ref_cont) = model.predict_blocks(o, actions[:, t])
-            (_, _), (rewards, conts) = model.predict(o, actions[:, t])
+            ref_mean, ref_std = model.predict_blocks(o, actions[:, t])
             o = model.clamp_observation(ref_mean + ref_std * torch.randn_like(ref_std))
             torch.testing.assert_close(mean[:, t], ref_mean, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(std[:, t], ref_std, rtol=1e-5, atol=1e-5)
-            # Each row's reward and continuation are its own member's.
-            torch.testing.assert_close(reward[:, t], ref_reward, rtol=1e-5, atol=1e-5)
-            torch.testing.assert_close(cont[:, t], ref_cont, rtol=1e-5, atol=1e-5)
-            torch.testing.assert_close(ref_reward, rewards[own, torch.arange(10)])
-            torch.testing.assert_close(ref_cont, conts[own, torch.arange(10)])
             torch.testing.assert_close(states.stoch[:, t], o, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(states.deter[:, t, 1:], actions[:, t])
 
@@ -188,8 +182,8 @@ def test_bfloat16_imagination_stays_close_to_float32_and_returns_float32():
     for precision in ("float32", "bfloat16"):
         with torch.no_grad(), imagination_precision(torch.device("cpu"), precision):
             torch.manual_seed(2)
-            states, (mean, std), (reward, cont) = model.rollout_blocks(obs, actions)
-            outs[precision] = states.stoch, mean, std, reward, cont
+            states, (mean, std) = model.rollout_blocks(obs, actions)
+            outs[precision] = states.stoch, mean, std, model.reward(states)
     for full, low in zip(outs["float32"], outs["bfloat16"], strict=True):
         assert low.dtype == torch.float32
         assert not torch.equal(full, low)  # the products did run in bfloat16

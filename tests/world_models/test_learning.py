@@ -13,7 +13,7 @@ from world_models.rssm import RSSM, RSSMConfig
 MODELS = {
     "rssm": (RSSM, RSSMConfig(deter=32, stoch=8, hidden=32, embed=32, mlp=(64,), head=(32,))),
     "mdnrnn": (MDNRNN, MDNRNNConfig(latent=4, hidden=32, mixtures=2, mlp=(64,), beta=0.1)),
-    "ensemble": (EnsembleDynamics, EnsembleConfig(members=3, hidden=32, layers=2)),
+    "ensemble": (EnsembleDynamics, EnsembleConfig(members=3, hidden=32, layers=2, head=(32,))),
 }
 STEPS = 300
 
