@@ -57,6 +57,12 @@ class PlannerConfig:
         for name in ("horizon", "candidates", "iterations", "elites"):
             _check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
         _check(self.elites <= self.candidates, "elites", self.elites, "<= candidates")
+        _check(
+            self.kind == "cem" or not self.keep_elites,
+            "keep_elites",
+            True,
+            "false unless planner=cem",
+        )
         _check(self.temperature > 0, "temperature", self.temperature, "> 0")
         _check(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
         _check(self.init_std > 0, "init_std", self.init_std, "> 0")

@@ -162,6 +162,7 @@ DIFFUSION_PRIOR = ("stoch_prior=diffusion",)
         ({"preference": "latent-goal", "goal_source": "file"}, "goals"),
         ({"epistemic_scale": -1.0}, "epistemic_scale"),
         ({"planner": "icem"}, "planner"),
+        ({"planner": "mppi", "keep_elites": True}, "keep_elites"),  # MPPI keeps no elites
         ({"precision": "half"}, "precision"),
         ({"epistemic": "knn", "planner": "policy", "objective": "efe"}, "epistemic"),
         # The latent estimator compares Gaussian stats, which a diffusion prior's are not;
