@@ -119,6 +119,11 @@ class Config:
     """Sample the ensemble's predicted noise along imagined trajectories (PETS TS1)."""
     discount: float = 1.0
     """Discount over the planning horizon."""
+    end_is_failure: bool = False
+    """Preference-based objectives: score a predicted end of the episode (the world model's
+    continuation head) as the worst outcome imagined, for tasks whose episodes end only by
+    failing. Off by default: on inverted-pendulum it rescued a trained agent's episode
+    starts, but trained with it from scratch the agent did worse (README)."""
     precision: str = "auto"
     """auto | float32 | bfloat16: the number format of the planner's imagined rollouts (the
     world model trains in float32); auto: bfloat16 where the hardware multiplies it natively
@@ -362,6 +367,7 @@ class Config:
             epistemic_scale=self.epistemic_scale,
             knn_k=self.knn_k,
             discount=self.discount,
+            end_is_failure=self.end_is_failure,
         )
 
 

@@ -37,6 +37,8 @@ class Needs:
     """Predicted observations (decoded, for the RSSM)."""
     reward: bool = False
     """Predicted rewards and continuation probabilities."""
+    cont: bool = False
+    """Predicted continuation probabilities (without rewards)."""
     members: bool = False
     """Every ensemble member's prediction (the inputs of the ensemble's epistemic estimators);
     see :func:`imagine` for when this costs ``M`` times the network calls."""
@@ -148,9 +150,8 @@ class EnsembleImaginer(Imaginer):
         sampled = pred_mean + pred_std * torch.randn_like(pred_std) if self.noise else pred_mean
         next_obs = model.clamp_observation(sampled)
         reached = LatentState(torch.cat([obs, action], -1), next_obs)
-        reward = cont = None
-        if needs.reward:
-            reward, cont = model.reward(reached), model.continuation(reached)
+        reward = model.reward(reached) if needs.reward else None
+        cont = model.continuation(reached) if needs.reward or needs.cont else None
         return Imagined(
             reached,
             next_obs,
@@ -169,9 +170,8 @@ class EnsembleImaginer(Imaginer):
         steps with less work per step."""
         model = self.model
         reached, (pred_mean, pred_std) = model.rollout_blocks(state.stoch, actions, self.noise)
-        reward = cont = None
-        if needs.reward:
-            reward, cont = model.reward(reached), model.continuation(reached)
+        reward = model.reward(reached) if needs.reward else None
+        cont = model.continuation(reached) if needs.reward or needs.cont else None
         return Imagined(
             reached,
             reached.stoch,
@@ -231,6 +231,7 @@ class RSSMImaginer(Imaginer):
                 latent_kl = efe.gaussian_kl(qm, qs, pm, ps)
         if needs.reward:
             reward = m.reward(prior)
+        if needs.reward or needs.cont:
             cont = m.continuation(prior)
         return Imagined(
             prior, obs, self._obs_entropy(action.shape[0]), reward, cont, latent_kl=latent_kl

@@ -12,6 +12,13 @@ a cost per candidate and step ``(N, H)`` that planners and the amortised policy 
 
 ``epistemic`` is one of the estimators of :mod:`agents.active_inference.efe`, chosen by
 ``epistemic``; ``scale`` (``epistemic_scale``) weighs it against the pragmatic value.
+
+With ``end_is_failure`` (tasks whose episodes end only by failing, e.g. a fallen pole) the
+preference-based objectives read the world model's continuation probability too: from the
+step an episode is predicted to end, each step's log-preference is the worst one imagined
+in the same call, and nothing more is observed or learned (ambiguity and epistemic value
+weighted by the probability the episode goes on). Without it a planner scores imagined
+states past the fall, where the model only extrapolates, as if the episode went on.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ class ObjectiveConfig:
     """Neighbour index of the k-NN entropy estimate."""
     discount: float = 1.0
     """Discount of future steps in the plan's total."""
+    end_is_failure: bool = False
+    """Count a predicted end of the episode as the worst outcome imagined (see the module
+    docstring); the reward objective already weights rewards by the same probability."""
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -63,6 +73,11 @@ class ObjectiveConfig:
     def uses_epistemic(self) -> bool:
         return self.objective in ("efe", "feef")
 
+    @property
+    def scores_end(self) -> bool:
+        """Whether a preference-based objective treats a predicted end as failure."""
+        return self.end_is_failure and self.objective != "reward"
+
 
 class Objective:
     """Scores rollouts for one :class:`ObjectiveConfig`."""
@@ -77,6 +92,7 @@ class Objective:
         return Needs(
             obs=False,
             reward=cfg.objective == "reward",
+            cont=cfg.scores_end,
             members=est in MEMBER_ESTIMATORS,
             latent_kl=est == "latent",
             outcomes=est == "knn",
@@ -101,19 +117,39 @@ class Objective:
             return efe.knn_information_gain(rollout.outcomes, rollout.obs_entropy, self.cfg.knn_k)
         return efe.latent_information_gain(rollout.latent_kl)
 
+    def with_end(self, rollout: Rollout) -> tuple[Rollout, Tensor | None]:
+        """``rollout`` with a predicted end scored as failure (``end_is_failure``), and the
+        probability ``(N, H)`` that each step is still part of the episode (``None``
+        without it). After the end the log-preference is the lowest one in ``rollout``,
+        and the observation entropy is zero (nothing more is observed)."""
+        if not self.cfg.scores_end:
+            return rollout, None
+        if rollout.cont is None:
+            raise ValueError("end_is_failure needs predicted continuations")
+        going = torch.cumprod(rollout.cont, -1)
+        worst = rollout.log_preference.detach().min()
+        log_preference = going * rollout.log_preference + (1 - going) * worst
+        ended = dataclasses.replace(
+            rollout, log_preference=log_preference, obs_entropy=going * rollout.obs_entropy
+        )
+        return ended, going.mean(1)
+
     def per_step(self, rollout: Rollout) -> Tensor:
         """The cost of each candidate at each step, ``(N, H)``."""
         cfg = self.cfg
         if cfg.objective == "reward":
             return -efe.pragmatic_value(alive_weighted_reward(rollout))
-        pragmatic = efe.pragmatic_value(rollout.log_preference)
+        scored, going = self.with_end(rollout)
+        pragmatic = efe.pragmatic_value(scored.log_preference)
         if cfg.objective == "preference":
             return -pragmatic
         epistemic = self.epistemic(rollout)
+        if going is not None:
+            epistemic = going * epistemic
         if cfg.objective == "efe":
             return efe.expected_free_energy(pragmatic, epistemic, cfg.epistemic_scale)
         return efe.free_energy_of_expected_future(
-            pragmatic, efe.ambiguity(rollout.obs_entropy), epistemic, cfg.epistemic_scale
+            pragmatic, efe.ambiguity(scored.obs_entropy), epistemic, cfg.epistemic_scale
         )
 
     def cost(self, rollout: Rollout) -> Tensor:
@@ -129,12 +165,15 @@ class Objective:
         that ``risk + ambiguity = G`` of the efe objective whenever the estimator is in nats.
         """
         total = lambda x: efe.discounted_sum(x, self.cfg.discount)  # noqa: E731
-        pragmatic = efe.pragmatic_value(rollout.log_preference)
-        amb = efe.ambiguity(rollout.obs_entropy)
+        scored, going = self.with_end(rollout)
+        pragmatic = efe.pragmatic_value(scored.log_preference)
+        amb = efe.ambiguity(scored.obs_entropy)
         epistemic = self.epistemic(rollout)
         info_gain = epistemic
         if self.cfg.epistemic == "disagreement":
             info_gain = efe.mixture_information_gain(rollout.member_mean, rollout.member_std)
+        if going is not None:
+            epistemic, info_gain = going * epistemic, going * info_gain
         out = {
             "efe/pragmatic": total(pragmatic),
             "efe/epistemic": total(epistemic),

@@ -83,6 +83,21 @@ def _smoke_config(**changes):
     return Config(**{**ActiveInferenceAgent.SMOKE, "task": "pendulum", **changes})
 
 
+@pytest.mark.parametrize("planner", ["cem", "policy"])
+def test_inverted_pendulum_plans_with_a_predicted_fall_as_failure(planner):
+    cfg = _smoke_config(
+        task="inverted-pendulum", objective="efe", planner=planner, end_is_failure=True
+    )
+    env = make_agent_env("inverted-pendulum", seed=0)
+    torch.manual_seed(0)
+    agent = ActiveInferenceAgent(cfg, env, torch.device("cpu"), seed=0)
+    assert agent._planning_needs().cont
+    logged = []
+    agent.train_until(env, 60, lambda metrics, step: logged.append(metrics))
+    planned = [m for m in logged if "efe/cost" in m]
+    assert planned and all(np.isfinite(m["efe/cost"]) for m in planned)
+
+
 def test_state_dict_round_trip_continues_identically(tmp_path):
     cfg = _smoke_config(planner="policy", objective="efe", prefill=20, train_every=10)
     env = make_agent_env("pendulum", seed=0)

@@ -190,3 +190,41 @@ def test_switching_the_objective_changes_only_the_score():
     assert torch.allclose(cost["preference"], -pragmatic)
     assert torch.allclose(cost["efe"], cost["preference"] - gain)
     assert torch.allclose(cost["feef"], cost["efe"] - efe.ambiguity(rollout.obs_entropy))
+
+
+def test_a_predicted_end_counts_as_the_worst_outcome_when_ending_is_failure():
+    # Candidate 0 stays up at log p̃ = -5 a step. Candidate 1 falls at step 0 (log p̃ = -10,
+    # continuation 0) and the model then imagines it back at the preferred state (0).
+    log_preference = torch.tensor([[-5.0, -5.0, -5.0], [-10.0, 0.0, 0.0]])[:, None]
+    cont = torch.tensor([[1.0, 1.0, 1.0], [0.0, 1.0, 1.0]])[:, None]
+    members = torch.zeros(2, 2, 1, 3, 1)
+    members[1, 1] = 1.0  # the members disagree only after the fall
+    rollout = Rollout(
+        log_preference=log_preference,
+        obs_entropy=torch.ones(2, 1, 3),
+        cont=cont,
+        reward=torch.ones(2, 1, 3),
+        member_mean=members,
+        member_std=torch.full((2, 2, 1, 3, 1), 0.1),
+    )
+    cost = {
+        end: Objective(ObjectiveConfig(objective="preference", end_is_failure=end)).cost(rollout)
+        for end in (False, True)
+    }
+    assert cost[False].tolist() == [15.0, 10.0]  # blind to the end, it prefers the fall
+    assert cost[True].tolist() == [15.0, 30.0]  # every step from the fall scores the worst
+    efe_ended = Objective(ObjectiveConfig(objective="efe", end_is_failure=True))
+    assert torch.allclose(
+        efe_ended.per_step(rollout), -efe_ended.with_end(rollout)[0].log_preference[:, 0]
+    )
+    # Nothing is observed or learned after the end: no ambiguity, no information gain.
+    feef_ended = Objective(ObjectiveConfig(objective="feef", end_is_failure=True))
+    assert torch.allclose(feef_ended.per_step(rollout)[1], torch.full((3,), 10.0))
+    # The reward objective weights rewards by the same probability already: unchanged.
+    reward = [
+        Objective(ObjectiveConfig(objective="reward", end_is_failure=e)) for e in (False, True)
+    ]
+    assert torch.equal(reward[0].cost(rollout), reward[1].cost(rollout))
+    assert not reward[1].needs().cont and efe_ended.needs().cont
+    with pytest.raises(ValueError, match="continuations"):
+        efe_ended.cost(Rollout(log_preference, torch.ones(2, 1, 3)))
