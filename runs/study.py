@@ -265,6 +265,21 @@ def _attempt(cell: Cell) -> str | None:
     return None
 
 
+def _exit_with(parent: int) -> None:
+    """Pool initializer: end this worker once the study process ``parent`` is gone. A killed
+    study otherwise leaves its workers training, writing into the cell folders that the
+    same command, run again, resumes."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-study").start()
+
+
 def run_in_processes(cells: Sequence[Cell], workers: int) -> Iterable[Outcome]:
     """Cells in ``workers`` spawned processes (fork is unsafe with MuJoCo's GL and JAX)."""
     import multiprocessing
@@ -272,7 +287,10 @@ def run_in_processes(cells: Sequence[Cell], workers: int) -> Iterable[Outcome]:
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),)
+    )
+    with pool:
         futures = {pool.submit(_attempt, cell): cell for cell in cells}
         for future in as_completed(futures):
             try:

@@ -156,6 +156,14 @@ def _workers(pid):
     return found
 
 
+def _running(pid):
+    """Whether process ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_killed_worker_fails_its_cells_and_the_same_command_resumes_them(out_dir):
     """Two spawned workers; one is killed (SIGKILL) once a cell holds a checkpoint mid-way.
     The study reports the unfinished cells and exits 2; the same command resumes them
@@ -184,6 +192,28 @@ def test_killed_worker_fails_its_cells_and_the_same_command_resumes_them(out_dir
     for seed in ("0", "1"):
         steps = [int(r["step"]) for r in rows if r["seed"] == seed]
         assert steps == [100, 200, 300, 400, 500]
+
+
+def test_workers_of_a_killed_study_stop_too(out_dir):
+    """SIGKILL the study process itself: its workers must not train on, orphaned."""
+    args = [*SAC, "--seeds", "2", "--steps", "5000", "--eval-every", "1000", "--workers", "2"]
+    args += ["--out", str(out_dir), "--name", "o", "--no-video"]
+    process = _activegen(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    workers = []
+    while time.time() < deadline and len(workers) < 2:
+        workers = _workers(process.pid)
+        time.sleep(0.05)
+    assert len(workers) == 2, "the study did not start its workers within 2 minutes"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_running(w) for w in workers):
+        time.sleep(0.2)
+    alive = [w for w in workers if _running(w)]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived their study"
 
 
 def test_ray_backend_runs_cells_on_a_local_ray_instance(out_dir, capsys):
