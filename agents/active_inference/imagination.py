@@ -47,6 +47,11 @@ class Needs:
     outcomes: bool = False
     """Keep the predicted observations in the rollout (for the k-NN entropy)."""
 
+    @property
+    def continuation(self) -> bool:
+        """Whether continuation probabilities are needed (alone or with rewards)."""
+        return self.reward or self.cont
+
     def union(self, other: Needs) -> Needs:
         return Needs(
             **{
@@ -151,7 +156,7 @@ class EnsembleImaginer(Imaginer):
         next_obs = model.clamp_observation(sampled)
         reached = LatentState(torch.cat([obs, action], -1), next_obs)
         reward = model.reward(reached) if needs.reward else None
-        cont = model.continuation(reached) if needs.reward or needs.cont else None
+        cont = model.continuation(reached) if needs.continuation else None
         return Imagined(
             reached,
             next_obs,
@@ -171,7 +176,7 @@ class EnsembleImaginer(Imaginer):
         model = self.model
         reached, (pred_mean, pred_std) = model.rollout_blocks(state.stoch, actions, self.noise)
         reward = model.reward(reached) if needs.reward else None
-        cont = model.continuation(reached) if needs.reward or needs.cont else None
+        cont = model.continuation(reached) if needs.continuation else None
         return Imagined(
             reached,
             reached.stoch,
@@ -231,7 +236,7 @@ class RSSMImaginer(Imaginer):
                 latent_kl = efe.gaussian_kl(qm, qs, pm, ps)
         if needs.reward:
             reward = m.reward(prior)
-        if needs.reward or needs.cont:
+        if needs.continuation:
             cont = m.continuation(prior)
         return Imagined(
             prior, obs, self._obs_entropy(action.shape[0]), reward, cont, latent_kl=latent_kl

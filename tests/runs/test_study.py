@@ -139,6 +139,14 @@ def _activegen(*args, **kwargs):
     return subprocess.Popen(command, start_new_session=True, **kwargs)
 
 
+def _stat(pid):
+    """Fields of ``/proc/PID/stat`` after the command name (state, ppid, ...); [] if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
 def _workers(pid):
     """The pool's worker processes of study process ``pid`` (children running spawn_main)."""
     found = []
@@ -146,22 +154,19 @@ def _workers(pid):
         if not entry.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
             cmdline = Path(f"/proc/{entry}/cmdline").read_text()
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid and "spawn_main" in cmdline:
+        stat = _stat(int(entry))
+        if stat and int(stat[1]) == pid and "spawn_main" in cmdline:
             found.append(int(entry))
     return found
 
 
 def _running(pid):
     """Whether process ``pid`` exists and is not a zombie waiting to be reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    stat = _stat(pid)
+    return bool(stat) and stat[0] != "Z"
 
 
 def test_killed_worker_fails_its_cells_and_the_same_command_resumes_them(out_dir):
