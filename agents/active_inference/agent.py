@@ -102,6 +102,9 @@ class Config:
     keep_elites: bool = False
     """CEM: carry each iteration's elites into the next iteration's candidates (iCEM; see
     ``PlannerConfig.keep_elites`` for why it is off)."""
+    noise_beta: float = 0.0
+    """Temporal colour of the planner's sampling noise, power ~ 1 / f^beta along the horizon
+    (0: white, as PETS; 2: smooth sequences, as iCEM; see ``PlannerConfig.noise_beta``)."""
     temperature: float = 0.5
     """MPPI temperature, in units of the costs' spread."""
     momentum: float = 0.1
@@ -348,6 +351,7 @@ class Config:
             iterations=self.iterations,
             elites=self.elites,
             keep_elites=self.keep_elites,
+            noise_beta=self.noise_beta,
             temperature=self.temperature,
             momentum=self.momentum,
             init_std=self.init_std,

@@ -1,11 +1,12 @@
 """CEM and MPPI on objectives with a known optimum."""
 
+import dataclasses
 import itertools
 
 import pytest
 import torch
 
-from agents.active_inference.planner import PlannerConfig, SamplingPlanner
+from agents.active_inference.planner import PlannerConfig, SamplingPlanner, colored_noise
 
 # A target inside the action box; the cost is its squared distance, minimal (0) there.
 TARGET = torch.tensor([[0.5, -0.3], [0.2, 0.7], [-0.6, 0.1], [0.0, -0.9], [0.4, 0.4]])
@@ -23,6 +24,54 @@ def test_planners_find_the_optimum_of_a_quadratic(kind):
     assert plan.mean.shape == (5, 2)
     assert (plan.mean - TARGET).abs().max() < 0.08
     assert plan.cost < 0.05
+
+
+@pytest.mark.parametrize(("kind", "beta"), [("cem", 2.0), ("mppi", 1.0)])
+def test_coloured_noise_still_finds_a_jagged_optimum(kind, beta):
+    cfg = PlannerConfig(kind=kind, horizon=5, candidates=500, iterations=12, elites=50)
+    cfg = dataclasses.replace(cfg, noise_beta=beta)
+    torch.manual_seed(0)
+    plan = SamplingPlanner(cfg, action_dim=2).plan(quadratic)
+    assert (plan.mean - TARGET).abs().max() < 0.08
+
+
+def test_coloured_noise_finds_a_smooth_optimum_on_a_small_budget():
+    smooth = 0.8 * torch.sin(torch.linspace(0, torch.pi, 20))[:, None]  # (H=20, A=1)
+
+    def cost(actions):
+        return (actions - smooth).pow(2).sum((-2, -1))
+
+    for seed in range(3):
+        found = {}
+        for beta in (0.0, 2.0):
+            cfg = PlannerConfig(horizon=20, candidates=100, iterations=4, elites=10)
+            torch.manual_seed(seed)
+            found[beta] = SamplingPlanner(dataclasses.replace(cfg, noise_beta=beta), 1).plan(cost)
+        assert found[2.0].cost < 0.25 * found[0.0].cost, (seed, found)
+
+
+@pytest.mark.parametrize("steps", [15, 20])
+@pytest.mark.parametrize("beta", [1.0, 2.0, 3.0])
+def test_coloured_noise_has_unit_variance_and_a_power_law_spectrum(steps, beta):
+    noise = colored_noise((40_000, steps, 2), beta, torch.Generator().manual_seed(0))
+    assert noise.shape == (40_000, steps, 2)
+    torch.testing.assert_close(noise.var((0, 2)), torch.ones(steps), atol=0.03, rtol=0)
+    # The averaged periodogram falls as 1 / f^beta: its log-log slope over the frequencies
+    # between the mean and the Nyquist one is -beta.
+    power = torch.fft.rfft(noise, dim=1).abs().pow(2).mean((0, 2))[1:-1]
+    freqs = torch.fft.rfftfreq(steps)[1:-1]
+    x, y = freqs.log() - freqs.log().mean(), power.log() - power.log().mean()
+    assert float((x * y).sum() / (x * x).sum()) == pytest.approx(-beta, abs=0.1)
+
+
+def test_white_noise_is_plain_randn_and_colour_correlates_neighbours():
+    draw = colored_noise((10, 15, 1), 0.0, torch.Generator().manual_seed(3))
+    assert torch.equal(draw, torch.randn((10, 15, 1), generator=torch.Generator().manual_seed(3)))
+    lag1 = []
+    for beta in (0.0, 1.0, 2.0, 3.0):
+        x = colored_noise((20_000, 15, 1), beta, torch.Generator().manual_seed(0))
+        lag1.append(float((x[:, 1:] * x[:, :-1]).mean()))
+    assert abs(lag1[0]) < 0.02 and lag1 == sorted(lag1) and lag1[-1] > 0.8
 
 
 @pytest.mark.parametrize("kind", ["cem", "mppi"])
@@ -98,6 +147,7 @@ def test_non_finite_costs_count_as_worst(kind):
         ({"elites": 2000}, "elites"),
         ({"momentum": 1.0}, "momentum"),
         ({"min_std": 2.0}, "min_std"),
+        ({"noise_beta": -1.0}, "noise_beta"),
     ],
 )
 def test_invalid_settings_name_the_field(changes, field):
