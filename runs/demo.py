@@ -3,7 +3,7 @@
 On inverted-pendulum (balance a pole on a cart), three seeds each of: the active-inference
 agent planning toward the task's preferred states (``aif:preference``), the same agent,
 world model and planner scoring predicted reward instead (``aif:reward``), and SAC. About
-4 minutes on 2 CPU cores (two workers); the study's report (table, curves, bar chart and
+2-3 minutes on 2 CPU cores (two workers); the study's report (table, curves, bar chart and
 median-seed videos) lands in ``<out>/study/demo/report/``. Running it again only rewrites
 the report; an interrupted demo continues where it stopped.
 """
@@ -24,8 +24,8 @@ STUDY = {
     "steps": 1000,
     "eval_every": 500,
     "eval_episodes": 1,
-    # A cheaper planner than the benchmark's (400 x 5 iterations): ~40-50 ms per action here
-    # instead of ~170, and it still balances the pole within 1,000 steps.
+    # A cheaper planner than the benchmark's (400 x 5 iterations): ~20-25 ms per action here
+    # instead of ~80, and it still balances the pole within 1,000 steps (2 seeds of 3).
     "set": ("aif.candidates=200", "aif.iterations=2", "aif.elites=20"),
     "name": "demo",
 }
@@ -48,7 +48,7 @@ def demo(cfg: DemoConfig) -> Path:
         "activegen demo: preferred states versus reward on inverted-pendulum (MuJoCo).\n"
         "The active-inference agent plans toward the task's preferred states (pole upright,\n"
         "still); the same agent scoring predicted reward and SAC are the reward-driven side.\n"
-        "3 seeds each, 1,000 env steps per run; about 4 minutes on 2 CPU cores.\n"
+        "3 seeds each, 1,000 agent steps (2,000 env steps) per run; a few minutes on 2 CPU cores.\n"
     )
     options = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(RunOptions)}
     report = compare(CompareConfig(**options, **STUDY, workers=cfg.workers))
