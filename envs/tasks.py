@@ -342,7 +342,7 @@ INVERTED_PENDULUM = TaskSpec(
         # The cart is no part of the reward, but a cart at the end of its rail cannot step
         # under the pole: without its place and speed, planners balanced while the cart
         # drifted (a random walk of its unscored velocity) into the rail's end, and dropped
-        # the pole there. Even CEM on an exact linear model did (README).
+        # the pole there. Even CEM on a near-exact linear model did (README).
         Feature("cart position", 0, 0.0, 0.25, low=-np.inf, high=np.inf),
         Feature("pole angle", 1, 0.0, 0.05, far=0.2),
         Feature("cart velocity", 2, 0.0, 0.25, low=-np.inf, high=np.inf),

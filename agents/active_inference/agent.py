@@ -390,7 +390,7 @@ TUNED: dict[str, dict[str, Any]] = {
     },
     # Balancing is unstable: an open-loop plan's error grows ~e^(5t), so past ~0.6 s its
     # imagined cost is noise about the action sequence. 8 decisions = 16 env steps (0.64 s);
-    # with 15 even CEM on an exact linear model dropped the pole (README).
+    # with 15 even CEM on a near-exact linear model dropped the pole (README).
     "inverted-pendulum": {"horizon": 8},
     "reacher": {"horizon": 10},
 }

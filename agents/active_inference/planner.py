@@ -45,7 +45,7 @@ class PlannerConfig:
     noise_beta: float = 0.0
     """Temporal colour of the candidates' sampling noise along the horizon: power spectrum
     ``1 / f^beta``; 0 is white noise (PETS), 2 is smooth, slowly varying sequences (iCEM
-    used 2-3.5), which a search over long horizons finds far more easily."""
+    used 2-3.5): smooth optima over long horizons are then found far more easily."""
     temperature: float = 0.5
     """MPPI: λ of the weights ``exp(-(c - min c) / (λ std c))``, in units of the costs'
     spread across candidates, so that one value suits every objective's scale."""
