@@ -32,14 +32,16 @@ import numpy as np
 import torch
 from tables import table
 
-from agents.active_inference.agent import TUNED, Config
+from agents.active_inference.efe import discounted_sum
 from agents.active_inference.planner import SamplingPlanner
 from agents.base import make_agent_env
 from envs.tasks import TaskSpec, get_task
+from runs.train_agent import TrainAgentConfig, agent_config
 from world_models.evaluation import LinearDynamics
 
 TASK = "inverted-pendulum"
-# (label, agent Config changes, preference changes: feature name -> its scale, None drops it)
+# (label, agent changes (--planner, or --set values), preference changes: feature name -> its
+# scale, None drops it)
 VARIANTS: list[tuple[str, dict[str, Any], dict[str, float | None]]] = [
     ("tuned (reference)", {}, {}),
     ("no cart-velocity preference", {}, {"cart velocity": None}),
@@ -89,16 +91,23 @@ def fit_linear_model(samples: int = 3000, seed: int = 0) -> LinearDynamics:
 def run_variant(
     task: TaskSpec, model: LinearDynamics, changes: dict[str, Any], episodes: int
 ) -> dict[str, Any]:
-    """The planner with the tuned settings and ``changes``, scoring ``model``'s rollouts with
-    ``task``'s preference, for ``episodes`` episodes of the real env."""
-    cfg = dataclasses.replace(Config(), **{**TUNED[TASK], **changes})
+    """The planner with train-agent's settings for the task and ``changes``, scoring
+    ``model``'s rollouts with ``task``'s preference, for ``episodes`` episodes of the env."""
+    changes = dict(changes)
+    run = TrainAgentConfig(
+        agent="aif",
+        env=TASK,
+        objective="preference",
+        planner=changes.pop("planner", "cem"),
+        set=tuple(f"{key}={value}" for key, value in changes.items()),
+    )
+    cfg = agent_config(run)  # the settings train-agent would use
     planner = SamplingPlanner(cfg.planner_config(), action_dim=1)
-    discounts = cfg.discount ** torch.arange(cfg.horizon, dtype=torch.float32)
 
     def cost(start: np.ndarray):
         def of(actions: torch.Tensor) -> torch.Tensor:
             obs = torch.as_tensor(start, dtype=torch.float32).expand(actions.shape[0], -1)
-            return -(task.log_preference(model.rollout(obs, actions)) * discounts).sum(-1)
+            return -discounted_sum(task.log_preference(model.rollout(obs, actions)), cfg.discount)
 
         return of
 

@@ -287,10 +287,9 @@ def run_in_processes(cells: Sequence[Cell], workers: int) -> Iterable[Outcome]:
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
+    with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),)
-    )
-    with pool:
+    ) as pool:
         futures = {pool.submit(_attempt, cell): cell for cell in cells}
         for future in as_completed(futures):
             try:
