@@ -5,7 +5,7 @@ repeat, fitted on random states near upright) stands in for a learned world mode
 planner scores candidate sequences on it with the task's preference and acts in the real
 MuJoCo env. This separates planning from model learning: a planner setting that drops the
 pole here drops it with a learned model too, and settings compare in seconds, not trainings.
-``tests/agents/test_planner.py`` runs the first and the fifth row.
+``tests/agents/test_planner.py`` runs the first row and the earlier settings' row.
 
 Rows: the agent's tuned settings for the task (the reference), then one change each. Columns:
 mean return over the episodes (1000 = balanced for the whole episode), episodes balanced,
@@ -40,18 +40,20 @@ from runs.train_agent import TrainAgentConfig, agent_config
 from world_models.evaluation import LinearDynamics
 
 TASK = "inverted-pendulum"
+# The task's settings before the current tuning: the planner's default search, and a
+# preference on the cart's place alone, twice as wide.
+EARLIER_SEARCH = {"init_std": 0.5, "elites": 40}
+EARLIER_CART: dict[str, float | None] = {"cart position": 0.5, "cart velocity": None}
 # (label, agent changes (--planner, or --set values), preference changes: feature name -> its
 # scale, None drops it)
 VARIANTS: list[tuple[str, dict[str, Any], dict[str, float | None]]] = [
     ("tuned (reference)", {}, {}),
+    ("first std 0.5, 40 elites (the defaults)", EARLIER_SEARCH, {}),
     ("no cart-velocity preference", {}, {"cart velocity": None}),
-    ("cart ~ N(0, 0.5), no velocity (before)", {}, {"cart position": 0.5, "cart velocity": None}),
+    ("cart ~ N(0, 0.5), no velocity", {}, EARLIER_CART),
     ("horizon 15 (the default)", {"horizon": 15}, {}),
-    (
-        "horizon 15, cart as before",
-        {"horizon": 15},
-        {"cart position": 0.5, "cart velocity": None},
-    ),
+    ("horizon 15, the defaults' search", {"horizon": 15, **EARLIER_SEARCH}, {}),
+    ("the earlier settings (all of the above)", {"horizon": 15, **EARLIER_SEARCH}, EARLIER_CART),
     ("horizon 5", {"horizon": 5}, {}),
     ("horizon 12", {"horizon": 12}, {}),
     ("coloured noise (beta 2)", {"noise_beta": 2.0}, {}),

@@ -183,7 +183,8 @@ class EnsembleDynamics(WorldModel):
     """Probabilistic ensemble over vector observations ``(D,)``.
 
     Buffers (saved with the weights): the observation mean and std (inputs) and the mean
-    and std of ``o_{t+1} - o_t`` (targets), set by :meth:`fit_normalizer`.
+    and std of ``o_{t+1} - o_t`` (targets), set by :meth:`fit_normalizer`, and
+    ``ends_seen``, set by :meth:`loss` once a training batch holds an episode's end.
     """
 
     Config = EnsembleConfig
@@ -202,6 +203,11 @@ class EnsembleDynamics(WorldModel):
         self.register_buffer("delta_std", torch.ones(self.obs_dim))
         self.register_buffer("obs_low", torch.full((self.obs_dim,), -torch.inf))
         self.register_buffer("obs_high", torch.full((self.obs_dim,), torch.inf))
+        # Whether training has seen an episode end. Until it has, every continuation is 1,
+        # not a head's guess: planning on tasks that never end (reacher, pendulum) then skips
+        # an MLP over every imagined row.
+        self.register_buffer("ends_seen", torch.zeros((), dtype=torch.bool))
+        self.register_load_state_dict_pre_hook(_assume_ends_seen)
 
     @property
     def members(self) -> int:
@@ -397,6 +403,8 @@ class EnsembleDynamics(WorldModel):
         return self._read_out(self.reward_head, states.deter)
 
     def continuation(self, states: LatentState) -> Tensor:
+        if not bool(self.ends_seen):
+            return states.deter.new_ones(states.deter.shape[:-1], dtype=torch.float32)
         return self._read_out(self.cont_head.probability, states.deter)
 
     def _read_out(self, head: Callable[[Tensor], Tensor], deter: Tensor) -> Tensor:
@@ -424,6 +432,7 @@ class EnsembleDynamics(WorldModel):
 
     def loss(self, batch: Chunk) -> tuple[Tensor, dict[str, float]]:
         x, target, reward, terminated = self._transitions(batch)
+        self.ends_seen |= terminated.any()
         m, n = self.members, x.shape[0]
         if self.cfg.bootstrap:
             index = torch.randint(0, n, (m, n), device=self.device)
@@ -465,3 +474,8 @@ class EnsembleDynamics(WorldModel):
         log_n = -0.5 * ((target - mean).pow(2) * (-logvar).exp() + logvar + math.log(2 * math.pi))
         per_member = log_n.sum(-1) - self.delta_std.log().sum()
         return torch.logsumexp(per_member, 0) - math.log(self.members)
+
+
+def _assume_ends_seen(module: nn.Module, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Checkpoints from before ``ends_seen`` existed keep reading their continuation head."""
+    state.setdefault(prefix + "ends_seen", torch.ones((), dtype=torch.bool))

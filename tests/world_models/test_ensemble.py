@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -87,6 +89,35 @@ def test_normaliser_statistics_are_saved_with_the_weights():
     for name in ("obs_mean", "obs_std", "delta_mean", "delta_std"):
         assert torch.equal(getattr(copy, name), getattr(model, name)) and name in model.state_dict()
     assert float(copy.obs_mean) > 5  # the mean of o in [10, 14] and sin(3o) in [-1, 1]
+
+
+def test_continuation_is_one_until_training_sees_an_episode_end():
+    """Planning on tasks that never end skips the continuation head; once a training batch
+    holds an end, the head is read (and learns the end)."""
+    torch.manual_seed(0)
+    model = _model()
+    data = _chunk(torch.rand(256) - 0.5)
+    model.fit_normalizer(data)
+    opt = model.optimizers(3e-3)
+    states = LatentState(torch.randn(7, 2), torch.randn(7, 1))
+    for _ in range(20):
+        model.train_step(data, opt)
+    assert not bool(model.ends_seen)
+    assert torch.equal(model.continuation(states), torch.ones(7))
+    ending = dataclasses.replace(data, terminated=data.obs[..., 0] > 0.3)  # sin(3 o) > 0.3
+    for _ in range(200):
+        model.train_step(ending, opt)
+    assert bool(model.ends_seen)
+    with torch.no_grad():  # the heads read the transition input [o, a]
+        ends = model.continuation(LatentState(torch.tensor([[0.45, 0.0]]), torch.zeros(1, 1)))
+        goes = model.continuation(LatentState(torch.tensor([[-0.3, 0.0]]), torch.zeros(1, 1)))
+    assert float(ends) < 0.5 < float(goes)
+    copy = _model()
+    copy.load_state_dict(model.state_dict())
+    assert bool(copy.ends_seen)
+    old = {k: v for k, v in _model().state_dict().items() if k != "ends_seen"}
+    copy.load_state_dict(old)  # a checkpoint from before the flag: its head is read
+    assert bool(copy.ends_seen)
 
 
 def _trained_like(model: EnsembleDynamics) -> EnsembleDynamics:
