@@ -391,8 +391,9 @@ TUNED: dict[str, dict[str, Any]] = {
     # Balancing is unstable: an open-loop plan's error grows ~e^(5t), so past ~0.6 s its
     # imagined cost is noise about the action sequence. 8 decisions = 16 env steps (0.64 s);
     # with 15 even CEM on a near-exact linear model dropped the pole (README). For the same
-    # reason the costs are sharp: 0.5-std perturbations of a good plan cost ~100x more than
-    # it, so a narrow first search with few elites finds far better plans at equal cost.
+    # reason the costs are sharp: perturbing a good plan by the default 0.5-std noise left
+    # no candidate near it, so a narrow first search with few elites finds better plans at
+    # equal cost (one seed in five fell without it, none in ten with it).
     "inverted-pendulum": {"horizon": 8, "init_std": 0.2, "elites": 20},
     "reacher": {"horizon": 10},
 }
