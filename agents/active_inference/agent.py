@@ -563,7 +563,8 @@ class ActiveInferenceAgent:
 
     @staticmethod
     def _no_preference(step: Imagined) -> Tensor:
-        return step.obs_entropy.new_zeros(step.obs_entropy.shape)
+        assert step.reward is not None  # the reward objective's only score
+        return torch.zeros_like(step.reward)
 
     def _planning_needs(self) -> Needs:
         needs = self.objective.needs()

@@ -46,6 +46,9 @@ class Needs:
     """RSSM: posterior-to-prior KL after an imagined observation (decoder + encoder calls)."""
     outcomes: bool = False
     """Keep the predicted observations in the rollout (for the k-NN entropy)."""
+    entropy: bool = False
+    """The observation model's entropy ``H[p(o | s)]`` (the ambiguity: feef, the k-NN
+    estimator and the logged terms; a reduction over every imagined row and dimension)."""
 
     @property
     def continuation(self) -> bool:
@@ -68,7 +71,8 @@ class Imagined:
     state: ``(R, .)`` the latent state reached.
     obs: ``(R, *obs_shape)`` the predicted observation in observation units (the mean of
         ``p(o | s)``; a sample of the next state for the ensemble), or ``None``.
-    obs_entropy: ``(R,)`` entropy of the observation model ``H[p(o | s)]`` (nats).
+    obs_entropy: ``(R,)`` entropy of the observation model ``H[p(o | s)]`` (nats), or
+        ``None`` (not needed).
     reward, cont: ``(R,)`` predicted reward and probability that the episode goes on.
     member_mean, member_std: ``(M, R, D)`` every ensemble member's predicted observation.
     latent_kl: ``(R,)`` ``KL[q(s | o) || p(s)]`` after an imagined observation (RSSM).
@@ -77,7 +81,7 @@ class Imagined:
 
     state: LatentState
     obs: Tensor | None
-    obs_entropy: Tensor
+    obs_entropy: Tensor | None = None
     reward: Tensor | None = None
     cont: Tensor | None = None
     member_mean: Tensor | None = None
@@ -91,13 +95,13 @@ class Imagined:
 class Rollout:
     """Imagined futures of ``N`` candidates with ``P`` particles over ``H`` steps.
 
-    log_preference, obs_entropy: ``(N, P, H)``; reward, cont, latent_kl: ``(N, P, H)`` or
+    log_preference: ``(N, P, H)``; obs_entropy, reward, cont, latent_kl: ``(N, P, H)`` or
     ``None``; outcomes: ``(N, P, H, D)`` or ``None``; member_mean, member_std:
     ``(M, N, P, H, D)`` or ``None``.
     """
 
     log_preference: Tensor
-    obs_entropy: Tensor
+    obs_entropy: Tensor | None = None
     reward: Tensor | None = None
     cont: Tensor | None = None
     latent_kl: Tensor | None = None
@@ -107,7 +111,7 @@ class Rollout:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.obs_entropy.shape)  # type: ignore[return-value]
+        return tuple(self.log_preference.shape)  # type: ignore[return-value]
 
 
 LogPreference = Callable[[Imagined], Tensor]
@@ -160,7 +164,7 @@ class EnsembleImaginer(Imaginer):
         return Imagined(
             reached,
             next_obs,
-            efe.gaussian_entropy(pred_std),
+            efe.gaussian_entropy(pred_std) if needs.entropy else None,
             reward,
             cont,
             member_mean,
@@ -180,7 +184,7 @@ class EnsembleImaginer(Imaginer):
         return Imagined(
             reached,
             reached.stoch,
-            efe.gaussian_entropy(pred_std),
+            efe.gaussian_entropy(pred_std) if needs.entropy else None,
             reward,
             cont,
             pred_mean=pred_mean,
@@ -238,9 +242,8 @@ class RSSMImaginer(Imaginer):
             reward = m.reward(prior)
         if needs.continuation:
             cont = m.continuation(prior)
-        return Imagined(
-            prior, obs, self._obs_entropy(action.shape[0]), reward, cont, latent_kl=latent_kl
-        )
+        entropy = self._obs_entropy(action.shape[0]) if needs.entropy else None
+        return Imagined(prior, obs, entropy, reward, cont, latent_kl=latent_kl)
 
     def features(self, state: LatentState) -> Tensor:
         return state.features
@@ -287,7 +290,7 @@ def stack(
     rows = Imagined(
         imagined[0].state,  # not part of a Rollout
         obs,
-        column([s.obs_entropy for s in imagined]),  # type: ignore[arg-type]
+        column([s.obs_entropy for s in imagined]),
         column([s.reward for s in imagined]),
         column([s.cont for s in imagined]),
         column([s.member_mean for s in imagined], -2),
@@ -330,7 +333,7 @@ def rollout_of(
         member_mean, member_std = mean.transpose(0, 1)[:, :, None], std.transpose(0, 1)[:, :, None]
     return Rollout(
         log_preference=column(log_preference),  # type: ignore[arg-type]
-        obs_entropy=column(rows.obs_entropy),  # type: ignore[arg-type]
+        obs_entropy=column(rows.obs_entropy),
         reward=column(rows.reward),
         cont=column(rows.cont),
         latent_kl=column(rows.latent_kl),
@@ -375,7 +378,7 @@ def imagine(
     if isinstance(imaginer, EnsembleImaginer) and not step_needs.members:
         # The whole horizon at once, scored in one call: preferences are row by row.
         rows = imaginer.rollout(state, acts, step_needs)
-        log_preference = log_preference(flat_rows(rows)).view(rows.obs_entropy.shape)
+        log_preference = log_preference(flat_rows(rows)).view(acts.shape[:2])
         return rollout_of(log_preference, rows, n, needs.outcomes, from_particles)
     steps = []
     for t in range(h):

@@ -96,6 +96,7 @@ class Objective:
             members=est in MEMBER_ESTIMATORS,
             latent_kl=est == "latent",
             outcomes=est == "knn",
+            entropy=cfg.objective == "feef" or est == "knn",
         )
 
     def epistemic(self, rollout: Rollout) -> Tensor:
@@ -104,7 +105,7 @@ class Objective:
         missing = {
             "disagreement": rollout.member_mean is None,
             "mixture": rollout.member_mean is None or rollout.member_std is None,
-            "knn": rollout.outcomes is None,
+            "knn": rollout.outcomes is None or rollout.obs_entropy is None,
             "latent": rollout.latent_kl is None,
         }[est]
         if missing:
@@ -129,9 +130,8 @@ class Objective:
         going = torch.cumprod(rollout.cont, -1)
         worst = rollout.log_preference.detach().min()
         log_preference = going * rollout.log_preference + (1 - going) * worst
-        ended = dataclasses.replace(
-            rollout, log_preference=log_preference, obs_entropy=going * rollout.obs_entropy
-        )
+        entropy = None if rollout.obs_entropy is None else going * rollout.obs_entropy
+        ended = dataclasses.replace(rollout, log_preference=log_preference, obs_entropy=entropy)
         return ended, going.mean(1)
 
     def per_step(self, rollout: Rollout) -> Tensor:
@@ -149,7 +149,7 @@ class Objective:
         if cfg.objective == "efe":
             return efe.expected_free_energy(pragmatic, epistemic, cfg.epistemic_scale)
         return efe.free_energy_of_expected_future(
-            pragmatic, efe.ambiguity(scored.obs_entropy), epistemic, cfg.epistemic_scale
+            pragmatic, efe.ambiguity(_entropy(scored)), epistemic, cfg.epistemic_scale
         )
 
     def cost(self, rollout: Rollout) -> Tensor:
@@ -167,7 +167,7 @@ class Objective:
         total = lambda x: efe.discounted_sum(x, self.cfg.discount)  # noqa: E731
         scored, going = self.with_end(rollout)
         pragmatic = efe.pragmatic_value(scored.log_preference)
-        amb = efe.ambiguity(scored.obs_entropy)
+        amb = efe.ambiguity(_entropy(scored))
         epistemic = self.epistemic(rollout)
         info_gain = epistemic
         if self.cfg.epistemic == "disagreement":
@@ -195,8 +195,17 @@ class Objective:
                 members=est in MEMBER_ESTIMATORS,
                 latent_kl=est == "latent",
                 outcomes=est == "knn",
+                entropy=True,
             )
         )
+
+
+def _entropy(rollout: Rollout) -> Tensor:
+    if rollout.obs_entropy is None:
+        raise ValueError(
+            "the rollout lacks the observation entropy: imagine with Needs(entropy=True)"
+        )
+    return rollout.obs_entropy
 
 
 def alive_weighted_reward(rollout: Rollout) -> Tensor:

@@ -228,3 +228,30 @@ def test_a_predicted_end_counts_as_the_worst_outcome_when_ending_is_failure():
     assert not reward[1].needs().cont and efe_ended.needs().cont
     with pytest.raises(ValueError, match="continuations"):
         efe_ended.cost(Rollout(log_preference, torch.ones(2, 1, 3)))
+
+
+def test_only_objectives_that_score_ambiguity_ask_for_the_observation_entropy():
+    """The entropy is a reduction over every imagined row and dimension: imagination skips
+    it unless the cost (feef, the k-NN estimator) or the logged terms use it."""
+    asks = {
+        (objective, est): Objective(ObjectiveConfig(objective=objective, epistemic=est))
+        .needs()
+        .entropy
+        for objective in ("preference", "efe", "feef", "reward")
+        for est in ("disagreement", "knn")
+    }
+    assert {key for key, value in asks.items() if value} == {
+        ("feef", "disagreement"),
+        ("feef", "knn"),
+        ("efe", "knn"),
+    }
+    feef = Objective(ObjectiveConfig(objective="feef"))
+    assert feef.logging_needs().entropy and Objective(ObjectiveConfig()).logging_needs().entropy
+    lean = Rollout(
+        log_preference=torch.zeros(2, 2, 3),
+        member_mean=torch.zeros(2, 2, 2, 3, 1),
+        member_std=torch.ones(2, 2, 2, 3, 1),
+    )
+    assert Objective(ObjectiveConfig(objective="efe")).cost(lean).shape == (2,)
+    with pytest.raises(ValueError, match="observation entropy"):
+        feef.cost(lean)

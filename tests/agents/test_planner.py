@@ -168,10 +168,11 @@ def test_imagining_the_whole_horizon_at_once_matches_step_by_step():
     torch.manual_seed(0)
     cfg = EnsembleConfig(members=5, hidden=16, layers=3, head=(8,))
     model = EnsembleDynamics(cfg, DataSpec("vector", (3,)), action_dim=2)
+    model.ends_seen.fill_(True)  # read the continuation head
     imaginer = EnsembleImaginer(model)
     start = LatentState(torch.zeros(1, 5), torch.randn(1, 3))
     actions = torch.rand(4, 6, 2) * 2 - 1
-    needs = Needs(obs=True, reward=True, members=True, outcomes=True)
+    needs = Needs(obs=True, reward=True, members=True, outcomes=True, entropy=True)
 
     def score(step):
         return -step.obs.pow(2).sum(-1)
@@ -182,13 +183,15 @@ def test_imagining_the_whole_horizon_at_once_matches_step_by_step():
         torch.manual_seed(1)
         state, acts, steps = start.map(lambda t: t.expand(20, -1)), actions.repeat(5, 1, 1), []
         for t in range(6):
-            step = imaginer.step(state, acts[:, t], Needs(obs=True, reward=True))
+            step = imaginer.step(state, acts[:, t], Needs(obs=True, reward=True, entropy=True))
             state = step.state
             steps.append((score(step), step))
         ref = stack(steps, 4, keep_outcomes=True, members_from_particles=True)
     for name in ("log_preference", "obs_entropy", "reward", "cont", "outcomes", "member_mean"):
         torch.testing.assert_close(getattr(fast, name), getattr(ref, name), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast.member_std, ref.member_std, rtol=1e-5, atol=1e-5)
+    lean = imagine(imaginer, start, actions, score, particles=5, needs=Needs(obs=False))
+    assert lean.obs_entropy is None and lean.reward is None and lean.shape == (4, 5, 6)
 
 
 def test_the_tuned_inverted_pendulum_planner_balances_the_real_pendulum():
