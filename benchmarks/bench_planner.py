@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from tables import table
 
+from agents.active_inference.agent import Config as AgentConfig
 from agents.active_inference.efe import discounted_sum
 from agents.active_inference.planner import SamplingPlanner
 from agents.base import make_agent_env
@@ -40,19 +41,19 @@ from runs.train_agent import TrainAgentConfig, agent_config
 from world_models.evaluation import LinearDynamics
 
 TASK = "inverted-pendulum"
-# The task's settings before the current tuning: the planner's default search, and a
+# The task's settings before the current tuning: the agent's default search, and a
 # preference on the cart's place alone, twice as wide.
-EARLIER_SEARCH = {"init_std": 0.5, "elites": 40}
+EARLIER_SEARCH = {"init_std": AgentConfig.init_std, "elites": AgentConfig.elites}
 EARLIER_CART: dict[str, float | None] = {"cart position": 0.5, "cart velocity": None}
 # (label, agent changes (--planner, or --set values), preference changes: feature name -> its
 # scale, None drops it)
 VARIANTS: list[tuple[str, dict[str, Any], dict[str, float | None]]] = [
     ("tuned (reference)", {}, {}),
-    ("first std 0.5, 40 elites (the defaults)", EARLIER_SEARCH, {}),
+    ("the default search (first std 0.5, 40 elites)", EARLIER_SEARCH, {}),
     ("no cart-velocity preference", {}, {"cart velocity": None}),
     ("cart ~ N(0, 0.5), no velocity", {}, EARLIER_CART),
     ("horizon 15 (the default)", {"horizon": 15}, {}),
-    ("horizon 15, the defaults' search", {"horizon": 15, **EARLIER_SEARCH}, {}),
+    ("horizon 15, the default search", {"horizon": 15, **EARLIER_SEARCH}, {}),
     ("the earlier settings (all of the above)", {"horizon": 15, **EARLIER_SEARCH}, EARLIER_CART),
     ("horizon 5", {"horizon": 5}, {}),
     ("horizon 12", {"horizon": 12}, {}),

@@ -388,12 +388,12 @@ TUNED: dict[str, dict[str, Any]] = {
         "epistemic_scale": 30.0,
         "model": ("hidden=64",),
     },
-    # Balancing is unstable: an open-loop plan's error grows ~e^(5t), so past ~0.6 s its
-    # imagined cost is noise about the action sequence. 8 decisions = 16 env steps (0.64 s);
-    # with 15 even CEM on a near-exact linear model dropped the pole (README). For the same
-    # reason the costs are sharp: perturbing a good plan by the default 0.5-std noise left
-    # no candidate near it, so a narrow first search with few elites finds better plans at
-    # equal cost (one seed in five fell without it, none in ten with it).
+    # Balancing is unstable: an open-loop plan's error grows ~e^(5t), so costs are sharp
+    # in the early actions (perturbing a good plan by the default 0.5-std noise left no
+    # candidate near it) and a learned model's errors compound past ~0.6 s. A narrow first
+    # search with few elites (one seed in five fell without it, none in ten with it) over 8
+    # decisions = 16 env steps (0.64 s); with the default search and 15 decisions even CEM
+    # on a near-exact linear model dropped the pole (benchmarks/bench_planner.py).
     "inverted-pendulum": {"horizon": 8, "init_std": 0.2, "elites": 20},
     "reacher": {"horizon": 10},
 }
