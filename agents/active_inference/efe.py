@@ -45,6 +45,14 @@ def gaussian_entropy(std: Tensor) -> Tensor:
     return (std.clamp_min(MIN_VARIANCE**0.5).log() + HALF_LOG_2PI_E).sum(-1)
 
 
+def spread(values: Tensor) -> Tensor:
+    """The variance over the first axis (``1/K``, not ``1/(K-1)``): ``(K, ...) -> (...)``.
+
+    Written out because ``Tensor.var(0)`` over members or particles took ~30x longer on a
+    CPU (9.6 vs 0.3 ms for a reacher plan's ``(5, 400, 1, 10, 11)``)."""
+    return (values - values.mean(0)).pow(2).mean(0)
+
+
 def gaussian_kl(mean_q: Tensor, std_q: Tensor, mean_p: Tensor, std_p: Tensor) -> Tensor:
     """``KL[N(mean_q, std_q²) || N(mean_p, std_p²)]`` of diagonal Gaussians, ``(..., D) -> (...)``:
     ``sum_d log(σ_p/σ_q) + (σ_q² + (μ_q - μ_p)²) / (2 σ_p²) - ½``."""
@@ -91,7 +99,7 @@ def moment_matched_entropy(means: Tensor, stds: Tensor) -> Tensor:
     a given covariance (and a diagonal one at least that of the full), this is an upper
     bound on the mixture's entropy.
     """
-    var = stds.pow(2).mean(0) + means.var(0, unbiased=False)
+    var = stds.pow(2).mean(0) + spread(means)
     return (0.5 * var.clamp_min(MIN_VARIANCE).log() + HALF_LOG_2PI_E).sum(-1)
 
 
@@ -103,7 +111,7 @@ def ensemble_disagreement(member_means: Tensor) -> Tensor:
     ``(M, N, P, H, D) -> (N, H)``, the variance across members, averaged over dimensions
     and particles. Zero when the members agree; a variance (outcome units²), not nats.
     """
-    return member_means.var(0, unbiased=False).mean(-1).mean(1)
+    return spread(member_means).mean(-1).mean(1)
 
 
 def mixture_information_gain(member_means: Tensor, member_stds: Tensor) -> Tensor:

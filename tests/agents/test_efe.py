@@ -20,6 +20,12 @@ def test_gaussian_entropy_and_kl_match_torch_distributions():
     assert efe.gaussian_kl(mean_q, std_q, mean_p, std_p) == pytest.approx(float(kl), abs=1e-6)
 
 
+def test_spread_is_the_population_variance_over_the_first_axis():
+    values = torch.randn(5, 4, 1, 3, 2).transpose(1, 3)  # strided, as members of a rollout
+    torch.testing.assert_close(efe.spread(values), values.var(0, unbiased=False))
+    assert torch.equal(efe.spread(torch.ones(3, 7)), torch.zeros(7))
+
+
 def test_risk_is_zero_when_predictions_equal_preferences():
     mean, std = torch.tensor([0.5, -0.2]), torch.tensor([0.1, 0.3])
     assert float(efe.gaussian_kl(mean, std, mean, std)) == pytest.approx(0.0, abs=1e-7)
