@@ -12,7 +12,7 @@ import dataclasses
 from typing import ClassVar
 
 from agents.active_inference.agent import ActiveInferenceAgent
-from agents.active_inference.agent import Config as _AIFConfig
+from agents.active_inference.config import Config as _AIFConfig
 
 
 @dataclasses.dataclass(frozen=True)

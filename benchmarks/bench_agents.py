@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import tempfile
 import time
@@ -50,6 +51,7 @@ from runs.train_agent import (
     task_steps,
     train_agent,
 )
+from world_models.base import native_bfloat16
 
 # The issue's env-step budgets: inverted-pendulum 3,000, reacher 20,000, mountaincar 20,000,
 # pendulum 10,000 (train-agent's defaults too, in agent decisions: budget / action repeat).
@@ -178,8 +180,29 @@ def planning_latency(
     }
 
 
+def machine(precision: str) -> dict[str, Any]:
+    """The CPU a latency was measured on, and the precision it imagined in: the same plan
+    took 4-5x longer on a 2 GHz AVX2 CPU in float32 than on one that multiplies bfloat16."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    fields = dict(line.split(":", 1) for line in reversed(info.splitlines()) if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    low = precision == "bfloat16" or (precision == "auto" and native_bfloat16("cpu"))
+    return {
+        "cpu": fields.get("model name", platform.processor()),
+        "mhz": float(fields.get("cpu MHz", "nan")),
+        "isa": torch.backends.cpu.get_cpu_capability(),
+        "imagination": "bfloat16" if low else "float32",
+    }
+
+
 def latency_main(objectives: list[str], precision: str) -> None:
     rows = [planning_latency(t, o, precision) for t in LATENCY_TASKS for o in objectives]
+    cpu = machine(precision)
+    print(f"{cpu['cpu']} ({cpu['isa']}, {cpu['mhz']:.0f} MHz), {torch.get_num_threads()} "
+          f"thread(s), imagination in {cpu['imagination']}")  # fmt: skip
     print(f"{'task':<18} {'objective':<11} {'N x P x H x iters':>18} {'best ms':>8} {'median':>8}")
     for r in rows:
         size = f"{r['candidates']}x{r['particles']}x{r['horizon']}x{r['iterations']}"
@@ -188,7 +211,7 @@ def latency_main(objectives: list[str], precision: str) -> None:
             f"{r['act_ms_best']:>8.1f} {r['act_ms_median']:>8.1f}"
         )
     print(json.dumps({"bench": "agents", "mode": "latency", "threads": torch.get_num_threads(),
-                      "precision": precision, "rows": rows}))  # fmt: skip
+                      "precision": precision, **cpu, "rows": rows}))  # fmt: skip
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

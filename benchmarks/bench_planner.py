@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tables import table
 
-from agents.active_inference.agent import Config as AgentConfig
+from agents.active_inference.config import Config as AgentConfig
 from agents.active_inference.efe import discounted_sum
 from agents.active_inference.planner import SamplingPlanner
 from agents.base import make_agent_env

@@ -2,6 +2,7 @@
 
 ``efe`` (the terms, pure functions), ``imagination`` (batched rollouts in the ensemble or
 the RSSM), ``preferences`` (where ``log p̃`` comes from), ``objective`` (reward,
-preference, EFE, FEEF), ``planner`` (CEM, MPPI), ``policy`` (amortised actor-critic) and
-``agent`` (the agent, its ``Config`` and the training loop).
+preference, EFE, FEEF), ``planner`` (CEM, MPPI), ``policy`` (amortised actor-critic),
+``config`` (the agent's ``Config`` and per-task ``TUNED`` settings) and ``agent`` (the agent
+and its training loop).
 """

@@ -6,7 +6,8 @@ import pytest
 import torch
 from run_files import SimulatedKill, only_run_dir, read_metrics
 
-from agents.active_inference.agent import ActiveInferenceAgent, Config
+from agents.active_inference.agent import ActiveInferenceAgent
+from agents.active_inference.config import Config
 from agents.base import is_timing, make_agent_env
 from envs.preferences import Feature
 from envs.tasks import TaskSpec

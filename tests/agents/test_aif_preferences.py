@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.active_inference.agent import ActiveInferenceAgent, Config
+from agents.active_inference.agent import ActiveInferenceAgent
+from agents.active_inference.config import Config
 from agents.active_inference.imagination import Imagined, RSSMImaginer, imagine
 from agents.active_inference.preferences import (
     ContrastiveGoal,
