@@ -43,6 +43,7 @@ import torch
 from agents.base import EpisodeTracker, LogFn, episode_seed
 from envs.discrete import model_of
 from generative.base import check as _check
+from generative.base import check_choice as _check_choice
 
 OBJECTIVES = ("preference", "reward")
 INFERENCE_ALGOS = ("fpi", "ovf", "exact")
@@ -107,24 +108,14 @@ class Config:
 
     def __post_init__(self) -> None:
         _check(self.policy_len >= 1, "policy_len", self.policy_len, ">= 1")
-        _check(
-            self.inference_algo in INFERENCE_ALGOS,
-            "inference_algo",
-            self.inference_algo,
-            "one of " + ", ".join(INFERENCE_ALGOS),
-        )
+        _check_choice("inference_algo", self.inference_algo, INFERENCE_ALGOS)
         _check(self.num_iter >= 1, "num_iter", self.num_iter, ">= 1")
         _check(self.inductive_depth >= 0, "inductive_depth", self.inductive_depth, ">= 0")
         for name in ("gamma", "alpha", "prior_count", "learning_rate", "reward_temperature"):
             _check(getattr(self, name) > 0, name, getattr(self, name), "> 0")
         _check(self.true_model_count >= 0, "true_model_count", self.true_model_count, ">= 0")
         _check(self.log_every >= 1, "log_every", self.log_every, ">= 1")
-        _check(
-            self.objective in OBJECTIVES,
-            "objective",
-            self.objective,
-            "one of " + ", ".join(OBJECTIVES),
-        )
+        _check_choice("objective", self.objective, OBJECTIVES)
         _check(
             not self.use_param_info_gain or self.learn_A or self.learn_B,
             "use_param_info_gain",

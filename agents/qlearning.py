@@ -24,6 +24,7 @@ import torch
 
 from agents.base import EpisodeTracker, LogFn, episode_seed
 from generative.base import check as _check
+from generative.base import check_choice as _check_choice
 
 OBJECTIVES = ("reward", "preference")
 
@@ -61,9 +62,7 @@ class Config:
             self.epsilon_decay_steps >= 1, "epsilon_decay_steps", self.epsilon_decay_steps, ">= 1"
         )
         _check(self.history >= 1, "history", self.history, ">= 1")
-        _check(
-            self.objective in OBJECTIVES, "objective", self.objective, "one of reward, preference"
-        )
+        _check_choice("objective", self.objective, OBJECTIVES)
 
 
 # Optimistic values (initial_q 1 = the best reward) and gamma 0.9 make the sparse goals of

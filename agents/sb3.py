@@ -40,6 +40,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from agents import hyperparams
 from agents.base import EpisodeSeeds, EpisodeTracker, LogFn
 from generative.base import check as _check
+from generative.base import check_choice as _check_choice
 
 # learn()'s own budget, never reached: the callback ends every chunk.
 UNBOUNDED_STEPS = 2**62
@@ -120,8 +121,7 @@ class TD3Config:
 
     def __post_init__(self) -> None:
         _common_checks(self)
-        _check(self.action_noise in NOISE_TYPES, "action_noise", self.action_noise,
-               "one of " + ", ".join(NOISE_TYPES))  # fmt: skip
+        _check_choice("action_noise", self.action_noise, NOISE_TYPES)
         _check(self.noise_std >= 0, "noise_std", self.noise_std, ">= 0")
         _check(self.policy_delay >= 1, "policy_delay", self.policy_delay, ">= 1")
         _check(self.gradient_steps != 0, "gradient_steps", self.gradient_steps, "!= 0")

@@ -8,6 +8,7 @@ A model is an ``nn.Module`` built from its own frozen ``Config`` dataclass and t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -22,6 +23,12 @@ def check(ok: bool, field: str, value: Any, allowed: str) -> None:
     """
     if not ok:
         raise ValueError(f"invalid {field}={value!r}: must be {allowed}")
+
+
+def check_choice(field: str, value: Any, choices: Iterable[Any]) -> None:
+    """:func:`check` that ``value`` is one of ``choices``, listing them."""
+    choices = tuple(choices)
+    check(value in choices, field, value, "one of " + ", ".join(map(str, choices)))
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from generative.base import DataSpec, check
+from generative.base import DataSpec, check, check_choice
 from world_models.replay import Chunk
 from world_models.state import LatentState
 
@@ -50,7 +50,7 @@ def imagination_precision(
 
     Planning ranks candidate futures whose sampled noise is far larger than bfloat16's
     rounding (about 0.4%); on a CPU with AVX512-BF16 its products run twice as fast."""
-    check(precision in PRECISIONS, "precision", precision, "one of " + ", ".join(PRECISIONS))
+    check_choice("precision", precision, PRECISIONS)
     low = precision == "bfloat16" or (precision == "auto" and native_bfloat16(device.type))
     if not low:
         return contextlib.nullcontext()

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from generative.base import DataSpec
-from world_models.base import WorldModel, autocast_dtype, check
+from world_models.base import WorldModel, autocast_dtype, check, check_choice
 from world_models.heads import ContinuationHead, RewardHead, masked_mean, read_out
 from world_models.replay import Chunk
 from world_models.state import LatentState
@@ -79,18 +79,8 @@ class EnsembleConfig:
         for name in ("members", "hidden", "layers"):
             check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
         check(all(h >= 1 for h in self.head), "head", self.head, "positive widths")
-        check(
-            self.activation in ACTIVATIONS,
-            "activation",
-            self.activation,
-            "one of " + ", ".join(ACTIVATIONS),
-        )
-        check(
-            self.propagation in PROPAGATIONS,
-            "propagation",
-            self.propagation,
-            "one of " + ", ".join(PROPAGATIONS),
-        )
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("propagation", self.propagation, PROPAGATIONS)
         check(self.min_logvar < self.max_logvar, "min_logvar", self.min_logvar, "< max_logvar")
         check(self.logvar_reg >= 0, "logvar_reg", self.logvar_reg, ">= 0")
         check(0 <= self.beta_nll <= 1, "beta_nll", self.beta_nll, "in [0, 1]")

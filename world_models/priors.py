@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from world_models.base import WorldModel, check
+from world_models.base import WorldModel, check, check_choice
 
 KINDS = ("flow", "diffusion", "gaussian")
 MIN_FIT_EXAMPLES = 4096
@@ -57,7 +57,7 @@ class LatentPriorConfig:
     """Std of the noise added to standardised examples while fitting."""
 
     def __post_init__(self) -> None:
-        check(self.kind in KINDS, "kind", self.kind, "one of " + ", ".join(KINDS))
+        check_choice("kind", self.kind, KINDS)
         for name in ("hidden", "layers", "timesteps", "steps", "batch_size"):
             check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
         check(self.timesteps >= 2, "timesteps", self.timesteps, ">= 2")

@@ -37,7 +37,7 @@ from generative.diffusion.gaussians import gaussian_log_density
 from generative.diffusion.process import GaussianDiffusion
 from generative.diffusion.schedule import NoiseSchedule
 from generative.vae.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, mlp
-from world_models.base import WorldModel, check
+from world_models.base import WorldModel, check, check_choice
 from world_models.heads import HALF_LOG_2PI, ContinuationHead, RewardHead, masked_mean, read_out
 from world_models.replay import Chunk
 from world_models.state import LatentState
@@ -116,13 +116,8 @@ class RSSMConfig:
     def __post_init__(self) -> None:
         for name in ("deter", "stoch", "hidden", "embed"):
             check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
-        check(self.latent in LATENTS, "latent", self.latent, "one of " + ", ".join(LATENTS))
-        check(
-            self.stoch_prior in STOCH_PRIORS,
-            "stoch_prior",
-            self.stoch_prior,
-            "one of " + ", ".join(STOCH_PRIORS),
-        )
+        check_choice("latent", self.latent, LATENTS)
+        check_choice("stoch_prior", self.stoch_prior, STOCH_PRIORS)
         check(
             self.stoch_prior == "gaussian" or self.latent == "gaussian",
             "stoch_prior",

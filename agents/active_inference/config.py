@@ -18,6 +18,7 @@ from agents.active_inference.planner import PlannerConfig
 from agents.active_inference.policy import PolicyConfig
 from agents.active_inference.preferences import GOAL_SOURCES, PIXEL_LIKELIHOODS, SOURCES
 from generative.base import check as _check
+from generative.base import check_choice as _check_choice
 from world_models.base import PRECISIONS
 
 PLANNERS = ("cem", "mppi", "policy")
@@ -148,47 +149,17 @@ class Config:
     ``--set "policy={hidden: [64, 64], horizon: 10}"``."""
 
     def __post_init__(self) -> None:
-        _check(self.obs in OBS, "obs", self.obs, "one of " + ", ".join(OBS))
-        _check(self.planner in PLANNERS, "planner", self.planner, "one of " + ", ".join(PLANNERS))
-        _check(
-            self.world_model in WORLD_MODELS,
-            "world_model",
-            self.world_model,
-            "one of " + ", ".join(WORLD_MODELS),
-        )
-        _check(self.model_size in MODEL_SIZES, "model_size", self.model_size, "default or smoke")
-        _check(
-            self.precision in PRECISIONS,
-            "precision",
-            self.precision,
-            "one of " + ", ".join(PRECISIONS),
-        )
+        _check_choice("obs", self.obs, OBS)
+        _check_choice("planner", self.planner, PLANNERS)
+        _check_choice("world_model", self.world_model, WORLD_MODELS)
+        _check_choice("model_size", self.model_size, MODEL_SIZES)
+        _check_choice("precision", self.precision, PRECISIONS)
         for item in self.model:
             _check("=" in item, "model", item, "key=value items")
-        _check(
-            self.epistemic in ("auto", *ESTIMATORS),
-            "epistemic",
-            self.epistemic,
-            "one of auto, " + ", ".join(ESTIMATORS),
-        )
-        _check(
-            self.preference in SOURCES,
-            "preference",
-            self.preference,
-            "one of " + ", ".join(SOURCES),
-        )
-        _check(
-            self.goal_source in GOAL_SOURCES,
-            "goal_source",
-            self.goal_source,
-            "one of " + ", ".join(GOAL_SOURCES),
-        )
-        _check(
-            self.pixel_likelihood in PIXEL_LIKELIHOODS,
-            "pixel_likelihood",
-            self.pixel_likelihood,
-            "laplace or gaussian",
-        )
+        _check_choice("epistemic", self.epistemic, ("auto", *ESTIMATORS))
+        _check_choice("preference", self.preference, SOURCES)
+        _check_choice("goal_source", self.goal_source, GOAL_SOURCES)
+        _check_choice("pixel_likelihood", self.pixel_likelihood, PIXEL_LIKELIHOODS)
         for name in (
             "particles",
             "train_every",
@@ -313,12 +284,7 @@ class Config:
         )
 
     def objective_config(self) -> ObjectiveConfig:
-        _check(
-            self.objective in OBJECTIVES,
-            "objective",
-            self.objective,
-            "one of " + ", ".join(OBJECTIVES),
-        )
+        _check_choice("objective", self.objective, OBJECTIVES)
         return ObjectiveConfig(
             objective=self.objective,
             epistemic=self.estimator,

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from generative.base import check as _check
+from generative.base import check_choice as _check_choice
 
 PLANNERS = ("cem", "mppi")
 
@@ -57,7 +58,7 @@ class PlannerConfig:
     """Floor on the sampling std, so that a plan never stops exploring entirely."""
 
     def __post_init__(self) -> None:
-        _check(self.kind in PLANNERS, "planner", self.kind, "one of " + ", ".join(PLANNERS))
+        _check_choice("planner", self.kind, PLANNERS)
         for name in ("horizon", "candidates", "iterations", "elites"):
             _check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
         _check(self.elites <= self.candidates, "elites", self.elites, "<= candidates")

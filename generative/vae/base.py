@@ -11,7 +11,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from generative.base import DataSpec, GenerativeModel, check
+from generative.base import DataSpec, GenerativeModel, check, check_choice
 from generative.data import DataError
 from generative.vae.likelihoods import LIKELIHOODS, make_likelihood
 from generative.vae.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
@@ -41,7 +41,7 @@ class VAEOptions:
     """Components of the logistic-mixture likelihood."""
 
     def __post_init__(self) -> None:
-        check(self.net in NETS, "net", self.net, "one of " + ", ".join(NETS))
+        check_choice("net", self.net, NETS)
         check(all(h > 0 for h in self.hidden), "hidden", self.hidden, "positive widths")
         check(
             len(self.channels) > 0 and all(c > 0 for c in self.channels),
@@ -49,12 +49,7 @@ class VAEOptions:
             self.channels,
             "at least one positive width",
         )
-        check(
-            self.likelihood in LIKELIHOODS,
-            "likelihood",
-            self.likelihood,
-            "one of " + ", ".join(LIKELIHOODS),
-        )
+        check_choice("likelihood", self.likelihood, LIKELIHOODS)
         check(self.mixtures >= 1, "mixtures", self.mixtures, ">= 1")
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import distributions as D
 
-from generative.base import DataSpec
+from generative.base import DataSpec, check_choice
 from generative.vae.base import VAEBase, VAEOptions, check
 from generative.vae.priors import PRIORS, PriorContext, build_prior
 
@@ -56,7 +56,7 @@ class GaussianVAEConfig(VAEOptions):
             self.beta,
             "1.0 with objective=iwae (the IWAE bound has no KL weight)",
         )
-        check(self.prior in PRIORS, "prior", self.prior, "one of " + ", ".join(PRIORS))
+        check_choice("prior", self.prior, PRIORS)
         check(self.prior_components >= 1, "prior_components", self.prior_components, ">= 1")
         check(self.prior_hidden >= 1, "prior_hidden", self.prior_hidden, ">= 1")
         check(self.prior_layers >= 1, "prior_layers", self.prior_layers, ">= 1")
