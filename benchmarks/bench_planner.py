@@ -55,6 +55,8 @@ VARIANTS: list[tuple[str, dict[str, Any], dict[str, float | None]]] = [
     ("horizon 15 (the default)", {"horizon": 15}, {}),
     ("horizon 15, the default search", {"horizon": 15, **EARLIER_SEARCH}, {}),
     ("the earlier settings (all of the above)", {"horizon": 15, **EARLIER_SEARCH}, EARLIER_CART),
+    ("200 candidates, 2 iterations", {"candidates": 200, "iterations": 2}, {}),
+    ("100 candidates, 2 iterations", {"candidates": 100, "iterations": 2}, {}),
     ("horizon 5", {"horizon": 5}, {}),
     ("horizon 12", {"horizon": 12}, {}),
     ("coloured noise (beta 2)", {"noise_beta": 2.0}, {}),
