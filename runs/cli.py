@@ -120,10 +120,37 @@ def _saved_default(cls: type, args: Sequence[str]) -> object:
     return tyro.MISSING_NONPROP
 
 
+def _merge_repeated_set(args: Sequence[str]) -> list[str]:
+    """Every ``--set`` occurrence's values under the first one: ``--set a=1 --set b=2`` means
+    both (tyro would keep only the last, silently dropping ``a=1``)."""
+    values: list[str] = []
+    rest: list[str] = []
+    first = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--set" or arg.startswith("--set="):
+            if first is None:
+                first = len(rest)
+            if arg.startswith("--set="):
+                values.append(arg.partition("=")[2])
+            i += 1
+            while i < len(args) and not args[i].startswith("--"):
+                values.append(args[i])
+                i += 1
+            continue
+        rest.append(arg)
+        i += 1
+    if first is None:
+        return rest
+    return [*rest[:first], "--set", *values, *rest[first:]]
+
+
 def parse(name: str, args: Sequence[str]) -> tuple[object, object]:
     """Resolve command ``name`` and parse ``args`` into its config; return (function, config)."""
     cfg_target, fn_target, help_text = COMMANDS[check_name("command", name, COMMANDS)]
     cls = import_string(cfg_target)
+    args = _merge_repeated_set(args)
     default = _saved_default(cls, args)
     cfg = tyro.cli(
         cls, args=list(args), default=default, prog=f"activegen {name}", description=help_text

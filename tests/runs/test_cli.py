@@ -64,3 +64,11 @@ def test_unknown_key_in_config_file_lists_valid_keys(toy_cli, tmp_path, capsys):
 def test_resume_of_a_folder_that_is_not_a_run(toy_cli, tmp_path, capsys):
     assert toy_cli(["toy-train", "--resume", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_repeated_set_flags_add_up():
+    args = ["--agent", "aif", "--env", "pendulum", "--set", "horizon=5", "elites=4", "--steps"]
+    args += ["10", "--set=candidates=20", "--set", "iterations=2"]
+    _, cfg = cli.parse("train-agent", args)
+    assert cfg.set == ("horizon=5", "elites=4", "candidates=20", "iterations=2")
+    assert cfg.steps == 10
