@@ -51,7 +51,7 @@ from runs.train_agent import (
     task_steps,
     train_agent,
 )
-from world_models.base import native_bfloat16
+from world_models.base import imagines_in_bfloat16
 
 # The env-step budgets: inverted-pendulum 3,000, reacher 20,000, mountaincar 20,000,
 # pendulum 10,000 (train-agent's defaults too, in agent decisions: budget / action repeat).
@@ -189,12 +189,13 @@ def machine(precision: str) -> dict[str, Any]:
         info = ""
     fields = dict(line.split(":", 1) for line in reversed(info.splitlines()) if ":" in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
-    low = precision == "bfloat16" or (precision == "auto" and native_bfloat16("cpu"))
     return {
         "cpu": fields.get("model name", platform.processor()),
         "mhz": float(fields.get("cpu MHz", "nan")),
         "isa": torch.backends.cpu.get_cpu_capability(),
-        "imagination": "bfloat16" if low else "float32",
+        "imagination": (
+            "bfloat16" if imagines_in_bfloat16(torch.device("cpu"), precision) else "float32"
+        ),
     }
 
 

@@ -42,6 +42,13 @@ def native_bfloat16(device_type: str) -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+def imagines_in_bfloat16(device: torch.device, precision: str) -> bool:
+    """Whether ``precision`` (``auto``: where :func:`native_bfloat16`) means bfloat16 on
+    ``device``."""
+    check_choice("precision", precision, PRECISIONS)
+    return precision == "bfloat16" or (precision == "auto" and native_bfloat16(device.type))
+
+
 def imagination_precision(
     device: torch.device, precision: str
 ) -> contextlib.AbstractContextManager:
@@ -50,9 +57,7 @@ def imagination_precision(
 
     Planning ranks candidate futures whose sampled noise is far larger than bfloat16's
     rounding (about 0.4%); on a CPU with AVX512-BF16 its products run twice as fast."""
-    check_choice("precision", precision, PRECISIONS)
-    low = precision == "bfloat16" or (precision == "auto" and native_bfloat16(device.type))
-    if not low:
+    if not imagines_in_bfloat16(device, precision):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
