@@ -176,16 +176,16 @@ class ActiveInferenceAgent:
         return cls(cls.Config(**values), self.spec, self.action_dim)
 
     def _build_preference(self) -> PreferenceSource:
-        cfg = self.cfg
-        if cfg.preference == "task":
+        cfg, source = self.cfg, self.cfg.preference_source
+        if source == "task":
             return TaskPreference(self.task.preference)
-        if cfg.preference == "reward":
+        if source == "reward":
             return RewardPreference(cfg.preference_temperature)
-        if cfg.preference == "pixel-goal":
+        if source == "pixel-goal":
             return PixelGoal(self.spec.shape, cfg.goal_scale / 10, cfg.pixel_likelihood)
-        if cfg.preference == "latent-goal":
+        if source == "latent-goal":
             return LatentGoal(self.model, cfg.goal_scale)
-        if cfg.preference == "contrastive":
+        if source == "contrastive":
             feature_size = self.imaginer.features(self.model.initial(1)).shape[-1]
             return ContrastiveGoal(
                 self.model,

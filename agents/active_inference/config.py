@@ -97,8 +97,10 @@ class Config:
     knn_k: int = 3
     """k of the k-nearest-neighbour entropy estimate (needs particles > knn_k)."""
 
-    preference: str = "task"
-    """task | reward | pixel-goal | latent-goal | contrastive | flow: where log p̃ comes from."""
+    preference: str = "auto"
+    """auto | task | reward | pixel-goal | latent-goal | contrastive | flow: where log p̃
+    comes from; auto: task with state vectors, reward with pixels (the task's preference
+    scores state vectors, and a goal image has to be given: goal_source=file)."""
     preference_temperature: float = 1.0
     """Temperature T of the reward preference, log p̃ = r / T."""
     goal_scale: float = 1.0
@@ -157,7 +159,7 @@ class Config:
         for item in self.model:
             _check("=" in item, "model", item, "key=value items")
         _check_choice("epistemic", self.epistemic, ("auto", *ESTIMATORS))
-        _check_choice("preference", self.preference, SOURCES)
+        _check_choice("preference", self.preference, ("auto", *SOURCES))
         _check_choice("goal_source", self.goal_source, GOAL_SOURCES)
         _check_choice("pixel_likelihood", self.pixel_likelihood, PIXEL_LIKELIHOODS)
         for name in (
@@ -220,17 +222,17 @@ class Config:
                 est,
                 "not knn with planner=policy (one imagined future per state)",
             )
-        if self.preference in ("task", "flow"):
+        if self.preference_source in ("task", "flow"):
             _check(
                 self.obs == "state",
                 "preference",
-                self.preference,
+                self.preference_source,
                 "pixel-goal, latent-goal, "
                 "contrastive or reward with pixels (task and flow score state vectors)",
             )
-        if self.preference == "pixel-goal":
+        if self.preference_source == "pixel-goal":
             _check(self.obs == "pixels", "preference", self.preference, "used with pixels")
-        if self.preference == "flow":
+        if self.preference_source == "flow":
             _check(self.demos != "", "demos", self.demos, "an .npz of demonstrations for flow")
         if self.uses_goal:
             if self.goal_source == "task":
@@ -265,8 +267,14 @@ class Config:
         return "latent" if self.world_model_name == "rssm" else "mixture"
 
     @property
+    def preference_source(self) -> str:
+        if self.preference != "auto":
+            return self.preference
+        return "task" if self.obs == "state" else "reward"
+
+    @property
     def uses_goal(self) -> bool:
-        return self.preference in ("pixel-goal", "latent-goal", "contrastive")
+        return self.preference_source in ("pixel-goal", "latent-goal", "contrastive")
 
     def planner_config(self) -> PlannerConfig:
         return PlannerConfig(

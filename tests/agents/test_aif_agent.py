@@ -47,6 +47,22 @@ def test_loop_runs_for_every_objective(agent, objective, planner, out_dir):
     assert state["agent"]["env_steps"] == 200 and state["agent"]["episode"] == 2
 
 
+@pytest.mark.parametrize("planner", ["policy", "cem"])
+def test_pixels_run_through_the_cli_with_the_default_preference(planner, out_dir):
+    # preference=auto scores pixels by the predicted reward (the task's density reads state
+    # vectors); an RSSM on 64x64 frames learns, plans and is evaluated. Inverted-pendulum's
+    # short episodes leave the random prefill within this budget.
+    args = ["train-agent", "--agent", "aif", "--env", "inverted-pendulum", "--obs", "pixels"]
+    args += ["--objective", "preference", "--planner", planner, "--preset", "smoke"]
+    args += ["--steps", "60", "--eval-every", "60", "--eval-episodes", "1", "--quiet"]
+    args += ["--set", "prefill=30", "train_every=10", "iterations=1", "candidates=16"]
+    assert cli.main([*args, "--out", str(out_dir)]) == 0
+    records = read_metrics(only_run_dir(out_dir))
+    assert [r["step"] for r in records if "eval/return" in r] == [60]
+    planned = [r for r in records if "efe/pragmatic" in r]
+    assert planned and np.isfinite(planned[-1]["losses/total"])
+
+
 def test_killed_run_resumes_to_identicalread_metrics(out_dir, tmp_path, monkeypatch):
     args = ["train-agent", "--agent", "aif", "--objective", "efe", *SMOKE]
     assert cli.main([*args, "--out", str(tmp_path / "whole")]) == 0
@@ -175,6 +191,7 @@ DIFFUSION_PRIOR = ("stoch_prior=diffusion",)
         ({"epistemic": "knn", "particles": 2}, "particles"),
         ({"preference": "flow"}, "demos"),
         ({"preference": "pixel-goal"}, "preference"),
+        ({"obs": "pixels", "preference": "task"}, "preference"),
         ({"preference": "latent-goal", "goal_source": "file"}, "goals"),
         ({"epistemic_scale": -1.0}, "epistemic_scale"),
         ({"planner": "icem"}, "planner"),
@@ -190,6 +207,14 @@ DIFFUSION_PRIOR = ("stoch_prior=diffusion",)
 def test_invalid_settings_name_the_field(changes, field):
     with pytest.raises(ValueError, match=f"invalid {field}="):
         Config(**changes)
+
+
+def test_auto_preference_reads_the_task_for_state_and_the_reward_for_pixels():
+    assert Config().preference_source == "task"
+    assert Config(obs="pixels").preference_source == "reward"
+    assert Config(
+        obs="pixels", preference="latent-goal", goal_source="file", goals="g.npz"
+    ).uses_goal
 
 
 def test_diffusion_prior_rssm_takes_knn_and_names_the_choices():
