@@ -29,11 +29,14 @@ SMOKE += ["--eval-episodes", "1", "--quiet"]
         ("mbrl", "reward", "cem"),
     ],
 )
-def test_loop_runs_for_every_objective(agent, objective, planner, out_dir):
+def test_loop_runs_resumes_and_continues_identically_for_every_objective(
+    agent, objective, planner, out_dir, tmp_path, monkeypatch
+):
     args = ["train-agent", "--agent", agent, "--objective", objective, "--planner", planner]
-    assert cli.main([*args, *SMOKE, "--out", str(out_dir)]) == 0
-    run_dir = only_run_dir(out_dir)
-    records = read_metrics(run_dir)
+    args += SMOKE
+    assert cli.main([*args, "--out", str(tmp_path / "whole")]) == 0
+    whole = only_run_dir(tmp_path / "whole")
+    records = read_metrics(whole)
     assert [r["step"] for r in records if "eval/return" in r] == [100, 200]
     episodes = [r for r in records if "charts/episodic_return" in r]
     assert [r["step"] for r in episodes] == [100, 200]
@@ -43,8 +46,25 @@ def test_loop_runs_for_every_objective(agent, objective, planner, out_dir):
         assert np.isfinite(logged[name]), name
     if planner == "policy":
         assert np.isfinite(logged["losses/actor"])
-    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")  # weights_only=True
+    state = load_checkpoint(whole / "checkpoints" / "last.pt")  # weights_only=True
     assert state["agent"]["env_steps"] == 200 and state["agent"]["episode"] == 2
+
+    # The same run killed mid-episode after the checkpoint at 100, then resumed.
+    train_phase = ActiveInferenceAgent._train_phase
+
+    def dies_at_150(self):
+        if self.env_steps == 150:
+            raise SimulatedKill
+        train_phase(self)
+
+    monkeypatch.setattr(ActiveInferenceAgent, "_train_phase", dies_at_150)
+    with pytest.raises(SimulatedKill):
+        cli.main([*args, "--out", str(out_dir)])
+    monkeypatch.setattr(ActiveInferenceAgent, "_train_phase", train_phase)
+    run_dir = only_run_dir(out_dir)
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 100
+    assert cli.main(["train-agent", "--resume", str(run_dir), "--quiet"]) == 0
+    assert read_metrics(run_dir) == records
 
 
 @pytest.mark.parametrize("planner", ["policy", "cem"])
@@ -61,29 +81,6 @@ def test_pixels_run_through_the_cli_with_the_default_preference(planner, out_dir
     assert [r["step"] for r in records if "eval/return" in r] == [60]
     planned = [r for r in records if "efe/pragmatic" in r]
     assert planned and np.isfinite(planned[-1]["losses/total"])
-
-
-def test_killed_run_resumes_to_identicalread_metrics(out_dir, tmp_path, monkeypatch):
-    args = ["train-agent", "--agent", "aif", "--objective", "efe", *SMOKE]
-    assert cli.main([*args, "--out", str(tmp_path / "whole")]) == 0
-    whole = only_run_dir(tmp_path / "whole")
-
-    train_phase = ActiveInferenceAgent._train_phase
-
-    def dies_at_150(self):
-        if self.env_steps == 150:  # mid-episode, after the checkpoint at 100
-            raise SimulatedKill
-        train_phase(self)
-
-    monkeypatch.setattr(ActiveInferenceAgent, "_train_phase", dies_at_150)
-    with pytest.raises(SimulatedKill):
-        cli.main([*args, "--out", str(out_dir)])
-    monkeypatch.setattr(ActiveInferenceAgent, "_train_phase", train_phase)
-    run_dir = only_run_dir(out_dir)
-    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 100
-
-    assert cli.main(["train-agent", "--resume", str(run_dir), "--quiet"]) == 0
-    assert read_metrics(run_dir) == read_metrics(whole)
 
 
 class Records:

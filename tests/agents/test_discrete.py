@@ -312,7 +312,7 @@ class SimulatedKill(Exception):
     pass
 
 
-def test_killed_learning_run_resumes_to_identicalread_metrics(out_dir, tmp_path, monkeypatch):
+def test_killed_learning_run_resumes_to_identical_metrics(out_dir, tmp_path, monkeypatch):
     args = [*SMOKE, "--set", "learn_A=true", "log_every=10"]
     assert cli.main([*args, "--out", str(tmp_path / "whole"), "--steps", "300"]) == 0
     whole = only_run_dir(tmp_path / "whole")

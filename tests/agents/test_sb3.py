@@ -32,8 +32,8 @@ def test_smoke_run_through_the_cli(agent, out_dir):
     assert summary["steps"] == 400 and np.isfinite(summary["metrics"]["eval/return"])
 
 
-@pytest.mark.parametrize("agent", ["sac", "ppo"])
-def test_killed_run_resumes_to_identicalread_metrics(agent, out_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("agent", ["sac", "td3", "ppo"])
+def test_killed_run_resumes_to_identical_metrics(agent, out_dir, tmp_path, monkeypatch):
     args = ["train-agent", "--agent", agent, *SMOKE]
     assert cli.main([*args, "--out", str(tmp_path / "whole")]) == 0
     whole = only_run_dir(tmp_path / "whole")

@@ -57,7 +57,7 @@ def test_chunks_evaluations_and_checkpoints(stub, out_dir):
     assert saved["steps"] == 450 and saved["eval_every"] == 200 and saved["agent"] == "stub"
 
 
-def test_killed_run_resumes_to_identicalread_metrics(stub, out_dir, tmp_path):
+def test_killed_run_resumes_to_identical_metrics(stub, out_dir, tmp_path):
     assert cli.main([*BASE, "--out", str(tmp_path / "whole")]) == 0
     whole = only_run_dir(tmp_path / "whole")
 
