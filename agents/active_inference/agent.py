@@ -149,7 +149,9 @@ class ActiveInferenceAgent:
         self.policy: ActorCritic | None = None
         if cfg.planner == "policy":
             feature_size = self.imaginer.features(self.model.initial(1)).shape[-1]
-            self.policy = ActorCritic(cfg.policy, feature_size, self.action_dim)
+            self.policy = ActorCritic(
+                cfg.policy, feature_size, self.action_dim, self.low, self.high
+            )
             self.policy.to(self.device)
         self.env_steps = 0
         self.episode = 0

@@ -82,6 +82,10 @@ class Config:
     continuation head) as the worst outcome imagined, for tasks whose episodes end only by
     failing. Off by default: on inverted-pendulum it rescued a trained agent's episode
     starts, but trained with it from scratch the agent did worse (README)."""
+    action_prior_std: float = 0.0
+    """Preference-based objectives: σ of a Gaussian prior preference over each action
+    dimension (in the env's units), ``log p(a) = -|a|² / (2σ²)`` added to every imagined
+    step's log-preference, the counterpart of a reward's control cost; 0: flat."""
     precision: str = "auto"
     """auto | float32 | bfloat16: the number format of the planner's imagined rollouts (the
     world model trains in float32); auto: bfloat16 where the hardware multiplies it natively
@@ -300,6 +304,7 @@ class Config:
             knn_k=self.knn_k,
             discount=self.discount,
             end_is_failure=self.end_is_failure,
+            action_prior_std=self.action_prior_std,
         )
 
 

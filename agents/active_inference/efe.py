@@ -73,6 +73,12 @@ def pragmatic_value(log_preference: Tensor) -> Tensor:
     return log_preference.mean(1)
 
 
+def action_log_prior(actions: Tensor, std: float) -> Tensor:
+    """``log N(a; 0, std² I)`` up to its constant, ``-|a|² / (2 std²)``: ``(..., A) ->
+    (...)``. A prior preference for small actions, added to ``log p̃(o)``."""
+    return -0.5 * (actions / std).pow(2).sum(-1)
+
+
 def ambiguity(obs_entropy: Tensor) -> Tensor:
     """``E_q(s|π) H[p(o | s)]``, the expected entropy of the observation model, by Monte Carlo
     over particles: ``(N, P, H)`` entropies of each particle's ``p(o | s)`` (for a diagonal

@@ -97,7 +97,7 @@ class Rollout:
 
     log_preference: ``(N, P, H)``; obs_entropy, reward, cont, latent_kl: ``(N, P, H)`` or
     ``None``; outcomes: ``(N, P, H, D)`` or ``None``; member_mean, member_std:
-    ``(M, N, P, H, D)`` or ``None``.
+    ``(M, N, P, H, D)`` or ``None``; actions: ``(N, 1 or P, H, A)``, the actions taken.
     """
 
     log_preference: Tensor
@@ -108,6 +108,7 @@ class Rollout:
     outcomes: Tensor | None = None
     member_mean: Tensor | None = None
     member_std: Tensor | None = None
+    actions: Tensor | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -379,10 +380,12 @@ def imagine(
         # The whole horizon at once, scored in one call: preferences are row by row.
         rows = imaginer.rollout(state, acts, step_needs)
         log_preference = log_preference(flat_rows(rows)).view(acts.shape[:2])
-        return rollout_of(log_preference, rows, n, needs.outcomes, from_particles)
-    steps = []
-    for t in range(h):
-        step = imaginer.step(state, acts[:, t], step_needs)
-        state = step.state
-        steps.append((log_preference(step), step))
-    return stack(steps, n, needs.outcomes, from_particles)
+        rollout = rollout_of(log_preference, rows, n, needs.outcomes, from_particles)
+    else:
+        steps = []
+        for t in range(h):
+            step = imaginer.step(state, acts[:, t], step_needs)
+            state = step.state
+            steps.append((log_preference(step), step))
+        rollout = stack(steps, n, needs.outcomes, from_particles)
+    return dataclasses.replace(rollout, actions=actions[:, None])

@@ -19,6 +19,11 @@ step an episode is predicted to end, each step's log-preference is the worst one
 in the same call, and nothing more is observed or learned (ambiguity and epistemic value
 weighted by the probability the episode goes on). Without it a planner scores imagined
 states past the fall, where the model only extrapolates, as if the episode went on.
+
+With ``action_prior_std`` σ > 0 the preference-based objectives prefer small actions too:
+each step's log-preference gains ``log p(a) = -|a|² / (2σ²)`` (a Gaussian prior over
+actions, up to its constant), the active-inference counterpart of a reward's control cost.
+The reward objective takes the task's reward as it is.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from torch import Tensor
 
 from agents.active_inference import efe
 from agents.active_inference.imagination import Needs, Rollout
+from generative.base import check, check_choice
 
 OBJECTIVES = ("reward", "preference", "efe", "feef")
 ESTIMATORS = ("disagreement", "mixture", "knn", "latent")
@@ -54,20 +60,17 @@ class ObjectiveConfig:
     end_is_failure: bool = False
     """Count a predicted end of the episode as the worst outcome imagined (see the module
     docstring); the reward objective already weights rewards by the same probability."""
+    action_prior_std: float = 0.0
+    """σ of the Gaussian prior over each action dimension that the preference-based
+    objectives add to the log-preference (see the module docstring); 0: flat."""
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (
-            ("objective", self.objective, OBJECTIVES),
-            ("epistemic", self.epistemic, ESTIMATORS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"invalid {name}={value!r}: must be one of {', '.join(allowed)}")
-        if self.epistemic_scale < 0:
-            raise ValueError(f"invalid epistemic_scale={self.epistemic_scale!r}: must be >= 0")
-        if self.knn_k < 1:
-            raise ValueError(f"invalid knn_k={self.knn_k!r}: must be >= 1")
-        if not 0 < self.discount <= 1:
-            raise ValueError(f"invalid discount={self.discount!r}: must be in (0, 1]")
+        check_choice("objective", self.objective, OBJECTIVES)
+        check_choice("epistemic", self.epistemic, ESTIMATORS)
+        check(self.epistemic_scale >= 0, "epistemic_scale", self.epistemic_scale, ">= 0")
+        check(self.knn_k >= 1, "knn_k", self.knn_k, ">= 1")
+        check(0 < self.discount <= 1, "discount", self.discount, "in (0, 1]")
+        check(self.action_prior_std >= 0, "action_prior_std", self.action_prior_std, ">= 0")
 
     @property
     def uses_epistemic(self) -> bool:
@@ -118,6 +121,17 @@ class Objective:
             return efe.knn_information_gain(rollout.outcomes, rollout.obs_entropy, self.cfg.knn_k)
         return efe.latent_information_gain(rollout.latent_kl)
 
+    def with_action_prior(self, rollout: Rollout) -> Rollout:
+        """``rollout`` with the action prior's ``log p(a)`` added to each step's
+        log-preference (``action_prior_std > 0`` and a preference-based objective)."""
+        std = self.cfg.action_prior_std
+        if std == 0 or self.cfg.objective == "reward":
+            return rollout
+        if rollout.actions is None:
+            raise ValueError("action_prior_std needs the rollout's actions")
+        log_prior = efe.action_log_prior(rollout.actions, std)
+        return dataclasses.replace(rollout, log_preference=rollout.log_preference + log_prior)
+
     def with_end(self, rollout: Rollout) -> tuple[Rollout, Tensor | None]:
         """``rollout`` with a predicted end scored as failure (``end_is_failure``), and the
         probability ``(N, H)`` that each step is still part of the episode (``None``
@@ -139,7 +153,7 @@ class Objective:
         cfg = self.cfg
         if cfg.objective == "reward":
             return -efe.pragmatic_value(alive_weighted_reward(rollout))
-        scored, going = self.with_end(rollout)
+        scored, going = self.with_end(self.with_action_prior(rollout))
         pragmatic = efe.pragmatic_value(scored.log_preference)
         if cfg.objective == "preference":
             return -pragmatic
@@ -165,7 +179,7 @@ class Objective:
         that ``risk + ambiguity = G`` of the efe objective whenever the estimator is in nats.
         """
         total = lambda x: efe.discounted_sum(x, self.cfg.discount)  # noqa: E731
-        scored, going = self.with_end(rollout)
+        scored, going = self.with_end(self.with_action_prior(rollout))
         pragmatic = efe.pragmatic_value(scored.log_preference)
         amb = efe.ambiguity(_entropy(scored))
         epistemic = self.epistemic(rollout)
@@ -181,6 +195,10 @@ class Objective:
             "efe/risk": total(efe.risk(pragmatic, amb + info_gain)),
             "efe/cost": self.cost(rollout),
         }
+        if self.cfg.action_prior_std > 0 and rollout.actions is not None:
+            out["efe/action_prior"] = total(
+                efe.action_log_prior(rollout.actions, self.cfg.action_prior_std).mean(1)
+            )
         if rollout.reward is not None:
             out["efe/reward"] = total(efe.pragmatic_value(alive_weighted_reward(rollout)))
         return out

@@ -1,8 +1,8 @@
 """An amortised policy trained in imagination (Dreamer-style actor-critic) on any objective.
 
-The actor ``π(a | s)`` (a tanh-squashed Gaussian over ``[-1, 1]``) and the critic ``V(s)``
-read the world model's state features. From start states filtered out of replayed
-experience the actor imagines ``H`` steps; each step's cost comes from the same
+The actor ``π(a | s)`` (a tanh-squashed Gaussian scaled to the action bounds) and the
+critic ``V(s)`` read the world model's state features. From start states filtered out of
+replayed experience the actor imagines ``H`` steps; each step's cost comes from the same
 :class:`~agents.active_inference.objective.Objective` the planners minimise, so the
 policy learns the same objective (reward, preference, EFE or FEEF) and acting costs one
 network call. With ``r_t = -cost_t`` and ``γ_t = γ c_t`` (``c_t`` the predicted
@@ -86,11 +86,20 @@ def lambda_returns(reward: Tensor, value: Tensor, discount: Tensor, lambda_: flo
 
 
 class ActorCritic(nn.Module):
-    """Actor and critic over state features ``(B, F)``, actions of size ``action_dim``."""
+    """Actor and critic over state features ``(B, F)``, actions of size ``action_dim`` in
+    ``[low, high]`` (the env's bounds, which the world model was trained on)."""
 
-    def __init__(self, cfg: PolicyConfig, feature_size: int, action_dim: int):
+    def __init__(
+        self,
+        cfg: PolicyConfig,
+        feature_size: int,
+        action_dim: int,
+        low: float = -1.0,
+        high: float = 1.0,
+    ):
         super().__init__()
         self.cfg = cfg
+        self.mid, self.half = (high + low) / 2, (high - low) / 2
         self.actor = mlp(feature_size, cfg.hidden, 2 * action_dim)
         self.critic = mlp(feature_size, cfg.hidden, 1)
         self.register_buffer("return_scale", torch.ones(()))
@@ -106,9 +115,12 @@ class ActorCritic(nn.Module):
         return torch.distributions.Normal(mean, std)
 
     def act(self, features: Tensor, explore: bool = True) -> Tensor:
-        """Actions ``(B, A)`` in ``[-1, 1]``: a reparameterised draw, or the mode."""
+        """Actions ``(B, A)`` in ``[low, high]``: a reparameterised draw, or the mode."""
         dist = self.distribution(features)
-        return torch.tanh(dist.rsample() if explore else dist.mean)
+        return self.squash(dist.rsample() if explore else dist.mean)
+
+    def squash(self, u: Tensor) -> Tensor:
+        return self.mid + self.half * torch.tanh(u)
 
     def value(self, features: Tensor) -> Tensor:
         return self.critic(features).squeeze(-1)
@@ -130,16 +142,18 @@ class ActorCritic(nn.Module):
         horizon = horizon or self.cfg.horizon
         state = start
         features = [imaginer.features(state)]
-        steps, entropy = [], []
+        steps, entropy, actions = [], [], []
         for _ in range(horizon):
             dist = self.distribution(features[-1].detach())
-            action = torch.tanh(dist.rsample() if explore else dist.mean)
+            action = self.squash(dist.rsample() if explore else dist.mean)
             entropy.append(dist.entropy().sum(-1))
+            actions.append(action)
             step = imaginer.step(state, action, needs)
             state = step.state
             features.append(imaginer.features(state))
             steps.append((log_preference(step), step))
         rollout = stack(steps, start.shape[0], needs.outcomes)
+        rollout = dataclasses.replace(rollout, actions=torch.stack(actions, 1)[:, None])
         return rollout, torch.stack(features, 1), torch.stack(entropy, 1)
 
     def update(

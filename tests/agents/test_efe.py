@@ -1,5 +1,6 @@
 """Expected-free-energy terms on Gaussian cases that can be worked out by hand."""
 
+import dataclasses
 import math
 
 import pytest
@@ -196,6 +197,31 @@ def test_switching_the_objective_changes_only_the_score():
     assert torch.allclose(cost["preference"], -pragmatic)
     assert torch.allclose(cost["efe"], cost["preference"] - gain)
     assert torch.allclose(cost["feef"], cost["efe"] - efe.ambiguity(rollout.obs_entropy))
+
+
+def test_the_action_prior_adds_a_control_cost_to_the_preference_objectives_only():
+    torch.manual_seed(0)
+    actions = torch.tensor([[0.0, 0.0], [1.0, -2.0]])[:, None, None]  # (N=2, 1, H=1, A=2)
+    rollout = dataclasses.replace(
+        toy_rollout(torch.zeros(2, 1, 1)),
+        reward=torch.randn(2, 200, 1),
+        cont=torch.ones(2, 200, 1),
+        actions=actions,
+    )
+    # log N(a; 0, 0.5²) up to its constant: -(1 + 4) / (2 * 0.25) = -10 for the second.
+    assert efe.action_log_prior(actions, 0.5).flatten().tolist() == [0.0, -10.0]
+    for objective in ("reward", "preference", "efe", "feef"):
+        flat = Objective(ObjectiveConfig(objective=objective)).per_step(rollout)
+        cfg = ObjectiveConfig(objective=objective, action_prior_std=0.5)
+        cost = Objective(cfg).per_step(rollout)
+        extra = torch.zeros(2, 1) if objective == "reward" else torch.tensor([[0.0], [10.0]])
+        assert torch.allclose(cost - flat, extra), objective
+    terms = Objective(ObjectiveConfig(action_prior_std=0.5)).terms(rollout)
+    assert terms["efe/action_prior"].tolist() == [0.0, -10.0]
+    with pytest.raises(ValueError, match="needs the rollout's actions"):
+        Objective(cfg).cost(dataclasses.replace(rollout, actions=None))
+    with pytest.raises(ValueError, match="invalid action_prior_std=-1"):
+        ObjectiveConfig(action_prior_std=-1)
 
 
 def test_a_predicted_end_counts_as_the_worst_outcome_when_ending_is_failure():

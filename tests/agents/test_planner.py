@@ -192,6 +192,7 @@ def test_imagining_the_whole_horizon_at_once_matches_step_by_step():
     torch.testing.assert_close(fast.member_std, ref.member_std, rtol=1e-5, atol=1e-5)
     lean = imagine(imaginer, start, actions, score, particles=5, needs=Needs(obs=False))
     assert lean.obs_entropy is None and lean.reward is None and lean.shape == (4, 5, 6)
+    assert torch.equal(lean.actions, actions[:, None])  # for the action prior
 
 
 def test_the_tuned_inverted_pendulum_planner_balances_the_real_pendulum():

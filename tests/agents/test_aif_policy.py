@@ -1,0 +1,32 @@
+"""The amortised policy: λ-returns by hand, and actions over the env's whole range."""
+
+import torch
+
+from agents.active_inference.policy import ActorCritic, PolicyConfig, lambda_returns
+
+
+def test_lambda_returns_are_monte_carlo_at_one_and_td_zero_at_zero():
+    reward = torch.tensor([[1.0, 2.0, 3.0]])
+    value = torch.tensor([[10.0, 20.0, 30.0, 40.0]])  # V(s_0..s_3)
+    discount = torch.full((1, 3), 0.5)
+    monte_carlo = lambda_returns(reward, value, discount, 1.0)
+    # R_2 = 3 + 0.5 * 40, R_1 = 2 + 0.5 * R_2, R_0 = 1 + 0.5 * R_1
+    assert torch.allclose(monte_carlo, torch.tensor([[7.75, 13.5, 23.0]]))
+    td_zero = lambda_returns(reward, value, discount, 0.0)
+    assert torch.allclose(td_zero, reward + 0.5 * value[:, 1:])
+    # A predicted end (γ_t = 0) cuts the return there.
+    ended = lambda_returns(reward, value, torch.tensor([[0.5, 0.0, 0.5]]), 1.0)
+    assert torch.allclose(ended[:, :2], torch.tensor([[2.0, 2.0]]))
+
+
+def test_actions_cover_the_env_bounds_not_just_minus_one_to_one():
+    torch.manual_seed(0)
+    policy = ActorCritic(PolicyConfig(hidden=(8,)), feature_size=4, action_dim=1, low=-3, high=3)
+    with torch.no_grad():
+        policy.actor[-1].bias.copy_(torch.tensor([10.0, 0.0]))  # a saturated mean
+    features = torch.zeros(5, 4)
+    with torch.no_grad():
+        assert torch.allclose(policy.act(features, explore=False), torch.full((5, 1), 3.0))
+        assert (policy.act(features).abs() <= 3).all()
+        shifted = ActorCritic(PolicyConfig(hidden=(8,)), 4, 1, low=0.0, high=2.0)
+        assert 0 <= float(shifted.act(features, explore=False)[0]) <= 2
