@@ -183,7 +183,9 @@ class ImageGoal:
     def log_preference(self, obs: Obs) -> torch.Tensor:
         """Log mixture density of images: ``(..., C, H, W) -> (...)``."""
         x, goals = self._flat(obs)
-        per_goal = Laplace(goals, torch.tensor(self.scale)).log_prob(x).sum(-1)  # (..., K)
+        # On x's device: broadcast against the goals, a CPU scalar would become a CPU (K, P).
+        scale = torch.tensor(self.scale, device=x.device)
+        per_goal = Laplace(goals, scale).log_prob(x).sum(-1)  # (..., K)
         return torch.logsumexp(per_goal, dim=-1) - math.log(goals.shape[0])
 
     def success(self, obs: Obs) -> np.ndarray:

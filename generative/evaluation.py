@@ -124,6 +124,8 @@ def timed_samples(model: nn.Module, n: int, temperature: float = 1.0) -> tuple[T
     with _eval_mode(model):
         start = time.perf_counter()
         samples = model.sample(n, temperature=temperature)
+        if samples.is_cuda:  # CUDA kernels run asynchronously: wait for them to finish
+            torch.cuda.synchronize(samples.device)
         seconds = time.perf_counter() - start
     return samples, n / max(seconds, 1e-9)
 

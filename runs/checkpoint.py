@@ -75,4 +75,5 @@ def set_rng_state(state: dict[str, Any]) -> None:
     )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # One state per GPU the run saw; resumed where fewer are visible, those it has.
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])

@@ -408,7 +408,8 @@ def load_trained_agent(run_dir: Path, device: torch.device) -> tuple[TrainAgentC
     """The run's config and its agent rebuilt from ``config.yaml`` and the last checkpoint."""
     from runs.run import load_trained_run
 
-    cfg, state, path = load_trained_run(run_dir, TrainAgentConfig, device)
+    # On the CPU, as a resumed run loads it: agents read parts of it with numpy.
+    cfg, state, path = load_trained_run(run_dir, TrainAgentConfig, "cpu")
     agent_cls = resolve("agent", cfg.agent)
     agent_cfg = config_lib.from_dict(
         agent_cls.Config, state["info"]["agent_config"], where=str(path)

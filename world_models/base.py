@@ -32,7 +32,8 @@ def native_bfloat16(device_type: str) -> bool:
     support it, CPUs with AVX512-BF16 or AMX (elsewhere a CPU emulates it, slower than
     float32)."""
     if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # Not emulated: by default is_bf16_supported also says yes on pre-Ampere GPUs.
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if device_type != "cpu":
         return False
     try:
