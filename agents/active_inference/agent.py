@@ -276,6 +276,8 @@ class ActiveInferenceAgent:
             result = self.planner.plan(cost, warm)
             plan, action = result.mean, result.mean[0]
             self.plan = plan
+        if action.is_cuda:  # CUDA runs asynchronously: time the finished action
+            torch.cuda.synchronize(action.device)
         plan_ms = 1000 * (time.perf_counter() - start)
         if self._training:
             self._record({"timing/plan_ms": plan_ms, **self._plan_terms(latent, plan)})

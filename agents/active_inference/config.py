@@ -89,7 +89,8 @@ class Config:
     precision: str = "auto"
     """auto | float32 | bfloat16: the number format of the planner's imagined rollouts (the
     world model trains in float32); auto: bfloat16 where the hardware multiplies it natively
-    (CPUs with AVX512-BF16 or AMX, CUDA GPUs from Ampere on), which halves a CPU plan's matrix products."""
+    (CPUs with AVX512-BF16 or AMX, CUDA GPUs from Ampere on), which halves a CPU plan's
+    matrix products."""
 
     epistemic: str = "auto"
     """auto | disagreement | mixture | knn | latent: the information-gain estimator of efe
