@@ -273,6 +273,7 @@ class Config:
 
     @property
     def preference_source(self) -> str:
+        """The preference in use: ``preference`` with ``auto`` resolved."""
         if self.preference != "auto":
             return self.preference
         return "task" if self.obs == "state" else "reward"

@@ -22,10 +22,9 @@ def test_lambda_returns_are_monte_carlo_at_one_and_td_zero_at_zero():
 def test_actions_cover_the_env_bounds_not_just_minus_one_to_one():
     torch.manual_seed(0)
     policy = ActorCritic(PolicyConfig(hidden=(8,)), feature_size=4, action_dim=1, low=-3, high=3)
-    with torch.no_grad():
-        policy.actor[-1].bias.copy_(torch.tensor([10.0, 0.0]))  # a saturated mean
     features = torch.zeros(5, 4)
     with torch.no_grad():
+        policy.actor[-1].bias.copy_(torch.tensor([10.0, 0.0]))  # a saturated mean
         assert torch.allclose(policy.act(features, explore=False), torch.full((5, 1), 3.0))
         assert (policy.act(features).abs() <= 3).all()
         shifted = ActorCritic(PolicyConfig(hidden=(8,)), 4, 1, low=0.0, high=2.0)
