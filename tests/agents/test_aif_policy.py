@@ -1,8 +1,14 @@
-"""The amortised policy: λ-returns by hand, and actions over the env's whole range."""
+"""The amortised policy: λ-returns by hand, actions over the env's whole range, the critic."""
 
 import torch
 
-from agents.active_inference.policy import ActorCritic, PolicyConfig, lambda_returns
+from agents.active_inference.policy import (
+    ActorCritic,
+    PolicyConfig,
+    lambda_returns,
+    symexp,
+    symlog,
+)
 
 
 def test_lambda_returns_are_monte_carlo_at_one_and_td_zero_at_zero():
@@ -29,3 +35,14 @@ def test_actions_cover_the_env_bounds_not_just_minus_one_to_one():
         assert (policy.act(features).abs() <= 3).all()
         shifted = ActorCritic(PolicyConfig(hidden=(8,)), 4, 1, low=0.0, high=2.0)
         assert 0 <= float(shifted.act(features, explore=False)[0]) <= 2
+
+
+def test_the_critic_speaks_symlog_and_its_slow_copy_starts_equal():
+    x = torch.tensor([-24000.0, -241.0, -0.5, 0.0, 3.0])
+    assert torch.allclose(symexp(symlog(x)), x, rtol=1e-5)
+    assert symlog(torch.tensor(-24000.0)) > -11  # a large cost is a small regression target
+    policy = ActorCritic(PolicyConfig(hidden=(8,)), feature_size=4, action_dim=1)
+    features = torch.randn(3, 4)
+    assert torch.equal(policy.value(features), policy.value(features, slow=True))
+    assert not any(p.requires_grad for p in policy.slow_critic.parameters())
+    assert "slow_critic.0.weight" in policy.state_dict()  # saved and resumed with the rest
