@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sys
+import traceback
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -255,13 +256,21 @@ def run_in_process(cells: Sequence[Cell], bar: tqdm) -> Iterable[Outcome]:
 
 
 def _attempt(cell: Cell) -> str | None:
-    """Run a cell; a user error or a failed training becomes its message (others go on)."""
+    """Run a cell; a user error or a failed training becomes its message, and any other
+    exception its type, message and a traceback file in the cell's folder. The other cells
+    go on, and the failure is reported as soon as the cell stops, not after the study."""
     from runs.loop import TrainingError
 
     try:
         run_cell(cell)
     except (UserError, TrainingError) as e:
         return str(e)
+    except Exception as e:  # a bug: keep its traceback, but do not lose the other cells
+        cell.directory.mkdir(parents=True, exist_ok=True)
+        trace = cell.directory / "error.txt"
+        trace.write_text(traceback.format_exc())
+        first = str(e).splitlines()[0] if str(e) else ""
+        return f"crashed with {type(e).__name__}: {first} (traceback: {trace})"
     return None
 
 

@@ -114,6 +114,20 @@ def test_changed_config_is_refused(stub, out_dir, capsys):
     assert cli.main([*STUB, "--out", str(out_dir), "--name", "s", "--seeds", "1"]) == 0
 
 
+def test_a_crashing_cell_is_reported_with_its_traceback_and_the_others_go_on(
+    stub, out_dir, capsys, monkeypatch
+):
+    monkeypatch.setattr(stub, "crash_at", 60)  # a bug inside the agent, not a user error
+    args = [*STUB, "--out", str(out_dir), "--name", "c", "--no-video"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("crashed with SimulatedKill") == 2 * 4  # as each cell stops, and at the end
+    trace = out_dir / "study" / "c" / "cells" / "pendulum" / "stub" / "s0" / "error.txt"
+    assert "Traceback" in trace.read_text() and "SimulatedKill" in trace.read_text()
+    monkeypatch.setattr(stub, "crash_at", 0)
+    assert cli.main(args) == 0  # the same command resumes them
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
