@@ -17,6 +17,8 @@ The last line is one JSON object with every number.
 
     flock /tmp/activegen-cpu.lock .venv/bin/python benchmarks/bench_world_models.py --quick
     .venv/bin/python benchmarks/bench_world_models.py --only reacher:state:ensemble --seconds 60
+    .venv/bin/python benchmarks/bench_world_models.py --only inverted-pendulum:pixels:rssm \
+        --set decoder_final_conv=false
     flock /tmp/activegen-cpu.lock .venv/bin/python benchmarks/bench_world_models.py --speed
 
 ``--speed`` only times imagination (untrained state models, their ``STATE`` sizes, the
@@ -40,6 +42,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import torch
 
 from envs.tasks import make_env
+from runs.config import component_config, parse_overrides
 from runs.registry import resolve
 from runs.run import seed_everything
 from runs.train_world_model import (
@@ -100,8 +103,10 @@ def run_case(
     seed: int,
     particles: int,
     device: torch.device,
+    overrides: dict | None = None,
 ) -> dict:
-    """Collect, train for ``seconds``, evaluate: one row of the table."""
+    """Collect, train for ``seconds``, evaluate: one row of the table (``overrides``: model
+    Config fields on top of the benchmark's sizes)."""
     settings = MODES[mode]
     seed_everything(seed)
     env = make_env(task, obs, seed=seed)
@@ -122,7 +127,8 @@ def run_case(
     sizes, seq_len = dict(cls.STATE) if obs == "state" else {}, cls.TRAIN["seq_len"]
     if obs == "pixels" and device.type == "cpu":
         sizes, seq_len = CPU_PIXELS[name]
-    model = cls(cls.Config(**sizes), spec, action_dim).to(device)
+    model_cfg = component_config(cls.Config, {**sizes, **(overrides or {})}, name)
+    model = cls(model_cfg, spec, action_dim).to(device)
     if obs == "state":
         model.fit_normalizer(train.transitions())
     opt = model.optimizers(LR[name])
@@ -256,7 +262,11 @@ def main() -> None:
     )
     parser.add_argument("--speed", action="store_true", help="only time imagination (minutes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="model Config overrides"
+    )
     args = parser.parse_args()
+    overrides = parse_overrides(args.set)
     torch.set_num_threads(args.threads)
     mode = "quick" if args.quick else "full"
     device = torch.device(args.device)
@@ -268,13 +278,20 @@ def main() -> None:
     rows = []
     for task, obs, name in cases(args.only):
         seconds = args.seconds or MODES[mode]["seconds"][obs]
-        rows.append(run_case(task, obs, name, mode, seconds, args.seed, args.particles, device))
+        rows.append(
+            run_case(task, obs, name, mode, seconds, args.seed, args.particles, device, overrides)
+        )
         print_table(rows[-1:])
     print()
     print_table(rows)
     print(
         json.dumps(
-            {"bench": "world_models", "mode": "quick" if args.quick else "full", "rows": rows}
+            {
+                "bench": "world_models",
+                "mode": "quick" if args.quick else "full",
+                "overrides": overrides,
+                "rows": rows,
+            }
         )
     )
 

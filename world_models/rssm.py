@@ -93,6 +93,9 @@ class RSSMConfig:
     """Hidden widths of the reward and continuation heads."""
     channels: tuple[int, ...] = (32, 64, 128, 256)
     """Conv stages of the pixel encoder and decoder, each halving the image size."""
+    decoder_final_conv: bool = True
+    """Pixels: end the decoder with a 3x3 conv at full resolution; false lets its last
+    transposed conv emit RGB (Dreamer's decoder; see ``ConvDecoder``)."""
     min_std: float = 0.1
     """Lower bound on the Gaussian latent's standard deviation."""
     obs_std: float = 1.0
@@ -284,7 +287,9 @@ class RSSM(WorldModel):
         features = cfg.deter + self.stoch_size
         if self.pixels:
             self.encoder: nn.Module = ConvEncoder(spec.shape, cfg.embed, cfg.channels)
-            self.decoder: nn.Module = ConvDecoder(features, spec.shape, cfg.channels)
+            self.decoder: nn.Module = ConvDecoder(
+                features, spec.shape, cfg.channels, final_conv=cfg.decoder_final_conv
+            )
         else:
             self.encoder = MLPEncoder(spec.shape, cfg.embed, cfg.mlp)
             self.decoder = MLPDecoder(features, spec.shape, cfg.mlp)

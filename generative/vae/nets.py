@@ -100,6 +100,9 @@ class ConvDecoder(nn.Module):
     ``(B, in_features) -> (B, *out_shape)`` through a linear head (``spatial=False``), or
     ``(B, in_features, h, w) -> (B, *out_shape)`` through a 1x1 conv (``spatial=True``).
     ``channels`` is given in the encoder's order (it is traversed backwards).
+    ``final_conv=False`` lets the last transposed conv emit the output channels itself, as
+    Dreamer's decoder does, instead of following it with a 3x3 conv at full resolution:
+    those two full-size layers are most of a pixel decoder's cost.
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class ConvDecoder(nn.Module):
         out_shape: Sequence[int],
         channels: Sequence[int] = (32, 64),
         spatial: bool = False,
+        final_conv: bool = True,
     ):
         super().__init__()
         c_out, h, w = out_shape
@@ -122,7 +126,7 @@ class ConvDecoder(nn.Module):
         else:
             self.head = nn.Linear(in_features, math.prod(self.feature_shape))
         layers: list[nn.Module] = [nn.SiLU()]
-        widths = [*reversed(channels), channels[0]]
+        widths = [*reversed(channels), channels[0] if final_conv else c_out]
         for i in range(len(channels)):
             (sh, sw), (th, tw) = sizes[-1 - i], sizes[-2 - i]
             # Each stage doubles the size; output_padding trims one row/column where the
@@ -134,7 +138,10 @@ class ConvDecoder(nn.Module):
                 ),
                 nn.SiLU(),
             ]
-        layers.append(nn.Conv2d(channels[0], c_out, 3, padding=1))
+        if final_conv:
+            layers.append(nn.Conv2d(channels[0], c_out, 3, padding=1))
+        else:
+            layers.pop()  # the output stays linear
         self.body = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,15 @@ def test_conv_decoder_retraces_odd_sizes():
     assert ConvDecoder(3, (2, 7, 5), (4, 4))(torch.randn(1, 3)).shape == (1, 2, 7, 5)
 
 
+def test_conv_decoder_without_final_conv_ends_in_a_linear_transposed_conv():
+    dec = ConvDecoder(3, (2, 7, 5), (4, 6), final_conv=False)
+    assert dec(torch.randn(2, 3)).shape == (2, 2, 7, 5)
+    last = dec.body[-1]
+    assert isinstance(last, nn.ConvTranspose2d) and last.out_channels == 2
+    full = ConvDecoder(3, (2, 7, 5), (4, 6))
+    assert sum(p.numel() for p in dec.parameters()) < sum(p.numel() for p in full.parameters())
+
+
 def test_mlp_shapes():
     assert MLPEncoder((1, 8, 8), 4, (16,))(torch.randn(3, 1, 8, 8)).shape == (3, 4)
     assert MLPDecoder(4, (2, 1, 8, 8), (16,))(torch.randn(3, 4)).shape == (3, 2, 1, 8, 8)
