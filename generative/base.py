@@ -8,7 +8,8 @@ A model is an ``nn.Module`` built from its own frozen ``Config`` dataclass and t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -29,6 +30,25 @@ def check_choice(field: str, value: Any, choices: Iterable[Any]) -> None:
     """:func:`check` that ``value`` is one of ``choices``, listing them."""
     choices = tuple(choices)
     check(value in choices, field, value, "one of " + ", ".join(map(str, choices)))
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message names the step."""
+
+
+def check_finite(metrics: Mapping[str, Any], step: int) -> None:
+    """Stop with a message naming the step and the metric when a value is NaN or infinite.
+
+    Every trainer calls it on its update's metrics: the generic loop in ``runs`` and the
+    agents, whose updates happen inside an episode (so before the episode's log would).
+    """
+    for name, value in metrics.items():
+        v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+        if not math.isfinite(v):
+            raise TrainingError(
+                f"non-finite {name}={v} at step {step}; stopping (the last checkpoint is kept; "
+                "lower the learning rate or check the data)"
+            )
 
 
 @torch.no_grad()

@@ -7,35 +7,19 @@ rest identically for all of them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-import torch
 from tqdm.auto import tqdm
 
+from generative.base import TrainingError, check_finite
 from runs.checkpoint import set_rng_state
 from runs.run import Run
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the message names the step."""
 
 
 class Stateful(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> Any: ...
-
-
-def check_finite(metrics: Mapping[str, Any], step: int) -> None:
-    """Stop with a message naming the step and the metric when a value is NaN or infinite."""
-    for name, value in metrics.items():
-        v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
-        if not math.isfinite(v):
-            raise TrainingError(
-                f"non-finite {name}={v} at step {step}; stopping (the last checkpoint is kept; "
-                "lower the learning rate or check the data)"
-            )
 
 
 def restore(run: Run, modules: Mapping[str, Stateful]) -> int:

@@ -45,7 +45,7 @@ from agents.active_inference.preferences import (
     diffusion_goal_prior,
 )
 from agents.base import EpisodeTracker, LogFn, episode_seed
-from generative.base import DataSpec
+from generative.base import DataSpec, check_finite
 from generative.base import check as _check
 from world_models.base import WorldModel, imagination_precision
 from world_models.priors import LatentPriorConfig
@@ -374,6 +374,8 @@ class ActiveInferenceAgent:
             metrics = {k if "/" in k else f"world_model/{k}": v for k, v in metrics.items()}
             if isinstance(self.preference, ContrastiveGoal) or self.policy is not None:
                 metrics.update(self._train_extras(batch))
+            # Here, not only in the episode's log: a NaN weight would fail in acting first.
+            check_finite(metrics, self.env_steps)
             self._record(metrics)
             self.updates += 1
         if isinstance(self.preference, ContrastiveGoal):

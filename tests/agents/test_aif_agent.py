@@ -11,6 +11,7 @@ from agents.active_inference.config import Config
 from agents.base import is_timing, make_agent_env
 from envs.preferences import Feature
 from envs.tasks import TaskSpec
+from generative.base import TrainingError
 from runs import cli
 from runs.checkpoint import load_checkpoint, save_checkpoint
 
@@ -132,6 +133,18 @@ def test_state_dict_round_trip_continues_identically(tmp_path):
         a.train_until(make_agent_env("pendulum", seed=0), 200, records)
         logs.append(records.items)
     assert logs[0] == logs[1]
+
+
+def test_a_non_finite_update_stops_training_at_its_step():
+    cfg = _smoke_config(prefill=20, train_every=10)
+    env = make_agent_env("pendulum", seed=0)
+    torch.manual_seed(0)
+    agent = ActiveInferenceAgent(cfg, env, torch.device("cpu"), seed=0)
+    agent.train_until(env, 50, lambda metrics, step: None)
+    assert agent.env_steps == 100
+    agent.replay._obs.fill_(float("nan"))  # corrupt data: every chunk it samples is NaN
+    with pytest.raises(TrainingError, match=r"non-finite losses/\S+=nan at step 110"):
+        agent.train_until(env, 200, lambda metrics, step: None)
 
 
 def test_switching_the_objective_changes_nothing_but_the_score():
