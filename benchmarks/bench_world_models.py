@@ -18,7 +18,7 @@ The last line is one JSON object with every number.
     flock /tmp/activegen-cpu.lock .venv/bin/python benchmarks/bench_world_models.py --quick
     .venv/bin/python benchmarks/bench_world_models.py --only reacher:state:ensemble --seconds 60
     .venv/bin/python benchmarks/bench_world_models.py --only inverted-pendulum:pixels:rssm \
-        --set decoder_final_conv=false
+        --set decoder_final_conv=true   # the older decoder, for comparison
     flock /tmp/activegen-cpu.lock .venv/bin/python benchmarks/bench_world_models.py --speed
 
 ``--speed`` only times imagination (untrained state models, their ``STATE`` sizes, the

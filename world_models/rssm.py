@@ -93,7 +93,7 @@ class RSSMConfig:
     """Hidden widths of the reward and continuation heads."""
     channels: tuple[int, ...] = (32, 64, 128, 256)
     """Conv stages of the pixel encoder and decoder, each halving the image size."""
-    decoder_final_conv: bool = True
+    decoder_final_conv: bool = False
     """Pixels: end the decoder with a 3x3 conv at full resolution; false lets its last
     transposed conv emit RGB (Dreamer's decoder; see ``ConvDecoder``)."""
     min_std: float = 0.1
