@@ -5,10 +5,12 @@ critic ``V(s)`` read the world model's state features. From start states filtere
 replayed experience the actor imagines ``H`` steps; each step's cost comes from the same
 :class:`~agents.active_inference.objective.Objective` the planners minimise, so the
 policy learns the same objective (reward, preference, EFE or FEEF) and acting costs one
-network call. With ``r_t = -cost_t`` and ``γ_t = γ c_t`` (``c_t`` the predicted
-continuation, one when the objective does not predict it) the λ-return is
+network call. With ``r_t = -cost_t`` the λ-return is
 
-    R_t = r_{t+1} + γ_{t+1} ((1 - λ) V(s_{t+1}) + λ R_{t+1}),   R_H = V(s_H).
+    R_t = r_{t+1} + γ ((1 - λ) V(s_{t+1}) + λ R_{t+1}),   R_H = V(s_H).
+
+A predicted end of the episode enters through the objective's costs, as for the planners,
+not through the discount (Dreamer's ``γ c_t``; see :func:`imagined_returns`).
 
 The actor maximises it by backpropagating through the (frozen) world model, plus an
 entropy bonus; the critic regresses on it. As in DreamerV3 the critic predicts returns in
@@ -102,6 +104,31 @@ def lambda_returns(reward: Tensor, value: Tensor, discount: Tensor, lambda_: flo
     return torch.stack(returns[::-1], 1)
 
 
+def imagined_returns(
+    objective: Objective, rollout: Rollout, value: Tensor, discount: float, lambda_: float
+) -> tuple[Tensor, Tensor]:
+    """λ-returns ``(B, H)`` of a policy's rollout ``(B, 1, H)`` under ``objective``, with
+    values ``V(s_0..s_H)`` ``(B, H + 1)``, and the weight ``(B, H)`` of each start state:
+    the probability that the episode is still going there, for the reward objective; one
+    otherwise.
+
+    The objective's costs already say what a predicted end means (the reward objective
+    weights rewards by the probability the episode goes on, and here values too; a
+    preference with ``end_is_failure`` scores the steps after it as the worst), so the
+    returns discount by ``γ`` alone: discounting by the continuation as well makes an end
+    stop the costs, and with costs >= 0 an early end looks good.
+    """
+    reward = -objective.per_step(rollout)
+    weights = torch.ones_like(reward)
+    if objective.cfg.objective == "reward" and rollout.cont is not None:
+        going = torch.cumprod(rollout.cont[:, 0], 1)
+        alive = torch.cat([torch.ones_like(going[:, :1]), going], 1)  # s_0 .. s_H
+        value = value * alive  # states past the end are worth nothing ...
+        weights = alive[:, :-1].detach()  # ... and teach the critic nothing
+    returns = lambda_returns(reward, value, torch.full_like(reward, discount), lambda_)
+    return returns, weights
+
+
 class ActorCritic(nn.Module):
     """Actor and critic over state features ``(B, F)``, actions of size ``action_dim`` in
     ``[low, high]`` (the env's bounds, which the world model was trained on)."""
@@ -189,18 +216,10 @@ class ActorCritic(nn.Module):
         the world model and the preference stay as they are."""
         cfg = self.cfg
         rollout, features, entropy = self.imagine(imaginer, start.detach(), log_preference, needs)
-        reward = -objective.per_step(rollout)  # (B, H)
-        discount = torch.full_like(reward, cfg.discount)
-        if rollout.cont is not None:
-            discount = discount * rollout.cont[:, 0]
         # The slow critic has no trainable weights, but the actor's gradient flows through
         # the bootstrapped values into the imagined states (and so into its actions).
         value = self.value(features, slow=True)
-        returns = lambda_returns(reward, value, discount, cfg.lambda_)
-        # Weights: the probability that the imagined episode is still going at each start.
-        weights = torch.cumprod(
-            torch.cat([torch.ones_like(discount[:, :1]), discount[:, :-1] / cfg.discount], 1), 1
-        ).detach()
+        returns, weights = imagined_returns(objective, rollout, value, cfg.discount, cfg.lambda_)
         with torch.no_grad():
             flat = returns.flatten()
             spread = torch.quantile(flat, 0.95) - torch.quantile(flat, 0.05)

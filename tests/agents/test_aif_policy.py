@@ -2,9 +2,12 @@
 
 import torch
 
+from agents.active_inference.imagination import Rollout
+from agents.active_inference.objective import Objective, ObjectiveConfig
 from agents.active_inference.policy import (
     ActorCritic,
     PolicyConfig,
+    imagined_returns,
     lambda_returns,
     symexp,
     symlog,
@@ -46,3 +49,26 @@ def test_the_critic_speaks_symlog_and_its_slow_copy_starts_equal():
     assert torch.equal(policy.value(features), policy.value(features, slow=True))
     assert not any(p.requires_grad for p in policy.slow_critic.parameters())
     assert "slow_critic.0.weight" in policy.state_dict()  # saved and resumed with the rest
+
+
+def test_an_imagined_fall_costs_the_policy_more_than_staying_up():
+    # Two rollouts of 4 steps, each step costing 2 (log-preference -2) while the pole is
+    # up; the second falls at its first step (continuation 0 from there), and each step
+    # from the fall on scores as the worst imagined, -5.
+    cont = torch.tensor([[[1.0, 1.0, 1.0, 1.0]], [[0.0, 0.0, 0.0, 0.0]]])
+    log_pref = torch.tensor([[[-2.0, -2.0, -2.0, -2.0]], [[-2.0, -5.0, -5.0, -5.0]]])
+    rollout = Rollout(log_preference=log_pref, cont=cont)
+    value = torch.zeros(2, 5)
+    objective = Objective(ObjectiveConfig(objective="preference", end_is_failure=True))
+    returns, weights = imagined_returns(objective, rollout, value, 1.0, 1.0)
+    assert torch.allclose(returns[:, 0], torch.tensor([-8.0, -20.0]))
+    # (Discounting by the continuation too would have scored the fall -5: better.)
+    assert torch.equal(weights, torch.ones(2, 4))  # what follows a fall is worth learning
+    # The reward objective: rewards and bootstrapped values count while the episode goes on.
+    rollout = Rollout(log_preference=log_pref, reward=torch.ones(2, 1, 4), cont=cont)
+    value = torch.full((2, 5), 100.0)
+    returns, weights = imagined_returns(
+        Objective(ObjectiveConfig("reward")), rollout, value, 1.0, 1.0
+    )
+    assert torch.allclose(returns[:, 0], torch.tensor([104.0, 1.0]))
+    assert torch.equal(weights[1], torch.tensor([1.0, 0.0, 0.0, 0.0]))
