@@ -13,20 +13,23 @@ A predicted end of the episode enters through the objective's costs, as for the 
 not through the discount (Dreamer's ``γ c_t``; see :func:`imagined_returns`).
 
 The actor maximises it by backpropagating through the (frozen) world model, plus an
-entropy bonus; the critic regresses on it. As in DreamerV3 the critic predicts returns in
-symlog space (``sign(x) log(1 + |x|)``), so its loss has the same scale whether a step costs
-0.1 or 200, the returns bootstrap from a slow copy of the critic (an average of its recent
-weights), and the actor's returns are divided by a running estimate of their 5-95%
-spread (at least one), so one learning rate suits every objective. An earlier version
-predicted returns in units of that spread, with no slow copy: the two fed each other, and
-on inverted-pendulum (preference, costs up to 241 per step) the spread grew from 1e3 to
-1e29 within 500 updates and the actor's weights became NaN.
+entropy bonus (the squashed action's entropy, as SAC's, which a saturated tanh lowers);
+the critic regresses on it, and its values are kept within the returns it has regressed
+on, as an ensemble's imagined states are kept within the data's range. As in DreamerV3
+the critic predicts returns in symlog space (``sign(x) log(1 + |x|)``), so its loss has the
+same scale whether a step costs 0.1 or 200, the returns bootstrap from a slow copy of the
+critic (an average of its recent weights), and the actor's returns are divided by a running
+estimate of their 5-95% spread (at least one), so one learning rate suits every objective.
+An earlier version predicted returns in units of that spread, with no slow copy: the two
+fed each other, and on inverted-pendulum (preference, costs up to 241 per step) the spread
+grew from 1e3 to 1e29 within 500 updates and the actor's weights became NaN.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +57,8 @@ class PolicyConfig:
     critic_lr: float = 3e-4
     """Adam learning rate of the critic."""
     entropy_scale: float = 1e-3
-    """Weight of the actor's entropy bonus (in units of the normalised return)."""
+    """Weight of the actor's entropy bonus (in units of the normalised return): the entropy
+    of the action itself, so a saturated tanh costs entropy."""
     min_std: float = 0.05
     """Lower bound on the actor's std (before the tanh)."""
     starts: int = 256
@@ -148,6 +152,8 @@ class ActorCritic(nn.Module):
         self.critic = mlp(feature_size, cfg.hidden, 1)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.register_buffer("return_scale", torch.ones(()))
+        # The lowest and highest symlog return the critic has regressed on (none yet).
+        self.register_buffer("value_range", torch.tensor([math.inf, -math.inf]))
         self.optimizers = {
             "actor": torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr),
             "critic": torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr),
@@ -167,9 +173,24 @@ class ActorCritic(nn.Module):
     def squash(self, u: Tensor) -> Tensor:
         return self.mid + self.half * torch.tanh(u)
 
+    def log_squash_slope(self, u: Tensor) -> Tensor:
+        """``log |da/du|`` of :meth:`squash`, elementwise: with it, ``H[u] + E log|da/du|``
+        is the entropy of the action itself, which falls as the tanh saturates (the Gaussian's
+        own entropy does not notice a mean pushed to the bound)."""
+        log_tanh_slope = 2 * (math.log(2) - u - nn.functional.softplus(-2 * u))  # log(1-tanh²)
+        return math.log(self.half) + log_tanh_slope
+
     def value(self, features: Tensor, slow: bool = False) -> Tensor:
-        """``V(s)`` ``(B, ...)`` in the objective's units (the critic works in symlog)."""
-        return symexp((self.slow_critic if slow else self.critic)(features).squeeze(-1))
+        """``V(s)`` ``(B, ...)`` in the objective's units (the critic works in symlog).
+
+        Bounded by the returns the critic has been trained on: a value read at a state
+        unlike any it has seen is an extrapolation, and symexp turns a modest one into an
+        enormous number that the next returns would bootstrap from (with a 5-step horizon
+        on inverted-pendulum the imagined returns reached -5e15 within 750 decisions)."""
+        prediction = (self.slow_critic if slow else self.critic)(features).squeeze(-1)
+        low, high = self.value_range.unbind()
+        bounded = torch.where(low <= high, prediction.clamp(low, high), prediction)
+        return symexp(bounded)
 
     def imagine(
         self,
@@ -191,8 +212,9 @@ class ActorCritic(nn.Module):
         steps, entropy, actions = [], [], []
         for _ in range(horizon):
             dist = self.distribution(features[-1].detach())
-            action = self.squash(dist.rsample() if explore else dist.mean)
-            entropy.append(dist.entropy().sum(-1))
+            u = dist.rsample() if explore else dist.mean
+            action = self.squash(u)
+            entropy.append((dist.entropy() + self.log_squash_slope(u)).sum(-1))
             actions.append(action)
             step = imaginer.step(state, action, needs)
             state = step.state
@@ -234,7 +256,10 @@ class ActorCritic(nn.Module):
 
         critic_params = list(self.critic.parameters())
         prediction = self.critic(features[:, :-1].detach()).squeeze(-1)
-        critic_loss = (weights * (prediction - symlog(returns.detach())).pow(2)).mean()
+        target = symlog(returns.detach())
+        critic_loss = (weights * (prediction - target).pow(2)).mean()
+        self.value_range[0] = torch.minimum(self.value_range[0], target.min())
+        self.value_range[1] = torch.maximum(self.value_range[1], target.max())
         self.optimizers["critic"].zero_grad(set_to_none=True)
         critic_loss.backward(inputs=critic_params)
         nn.utils.clip_grad_norm_(critic_params, cfg.grad_clip)

@@ -1,5 +1,7 @@
 """The active-inference agent: the loop through train-agent, resume, checkpoints, learning."""
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from envs.tasks import TaskSpec
 from generative.base import TrainingError
 from runs import cli
 from runs.checkpoint import load_checkpoint, save_checkpoint
+from runs.train_agent import TrainAgentConfig, agent_config, resolve_defaults
 
 # Pendulum with the smoke preset (episodes of 100 decisions): 200 steps, evaluated at 100, 200.
 SMOKE = ["--env", "pendulum", "--preset", "smoke", "--steps", "200", "--eval-every", "100"]
@@ -145,6 +148,15 @@ def test_a_non_finite_update_stops_training_at_its_step():
     agent.replay._obs.fill_(float("nan"))  # corrupt data: every chunk it samples is NaN
     with pytest.raises(TrainingError, match=r"non-finite losses/\S+=nan at step 110"):
         agent.train_until(env, 200, lambda metrics, step: None)
+
+
+def test_a_nested_set_keeps_the_tasks_tuned_policy_fields():
+    run = TrainAgentConfig(agent="aif", env="inverted-pendulum", planner="policy")
+    tuned = agent_config(resolve_defaults(run)).policy
+    assert (tuned.horizon, tuned.entropy_scale) == (5, 0.01)
+    changed = dataclasses.replace(run, set=("policy={hidden: [8]}",))
+    policy = agent_config(resolve_defaults(changed)).policy
+    assert policy.hidden == (8,) and (policy.horizon, policy.entropy_scale) == (5, 0.01)
 
 
 def test_switching_the_objective_changes_nothing_but_the_score():

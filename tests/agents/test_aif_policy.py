@@ -2,7 +2,7 @@
 
 import torch
 
-from agents.active_inference.imagination import Rollout
+from agents.active_inference.imagination import Imagined, Imaginer, Needs, Rollout
 from agents.active_inference.objective import Objective, ObjectiveConfig
 from agents.active_inference.policy import (
     ActorCritic,
@@ -12,6 +12,7 @@ from agents.active_inference.policy import (
     symexp,
     symlog,
 )
+from world_models.state import LatentState
 
 
 def test_lambda_returns_are_monte_carlo_at_one_and_td_zero_at_zero():
@@ -49,6 +50,12 @@ def test_the_critic_speaks_symlog_and_its_slow_copy_starts_equal():
     assert torch.equal(policy.value(features), policy.value(features, slow=True))
     assert not any(p.requires_grad for p in policy.slow_critic.parameters())
     assert "slow_critic.0.weight" in policy.state_dict()  # saved and resumed with the rest
+    # Values stay within the returns the critic was trained on (none yet: unbounded).
+    with torch.no_grad():
+        policy.critic[-1].bias.fill_(30.0)  # an extrapolation: symexp(30) ~ 1e13
+        assert policy.value(features).min() > 1e12
+        policy.value_range.copy_(torch.tensor([-2.0, 3.0]))
+        assert torch.allclose(policy.value(features), symexp(torch.tensor(3.0)))
 
 
 def test_an_imagined_fall_costs_the_policy_more_than_staying_up():
@@ -72,3 +79,38 @@ def test_an_imagined_fall_costs_the_policy_more_than_staying_up():
     )
     assert torch.allclose(returns[:, 0], torch.tensor([104.0, 1.0]))
     assert torch.equal(weights[1], torch.tensor([1.0, 0.0, 0.0, 0.0]))
+
+
+def test_the_actors_entropy_is_the_actions_and_falls_as_the_tanh_saturates():
+    policy = ActorCritic(PolicyConfig(hidden=(8,)), feature_size=4, action_dim=1, low=-3, high=3)
+    u = torch.linspace(-6, 6, 13, dtype=torch.float64, requires_grad=True)
+    (slope,) = torch.autograd.grad(policy.squash(u).sum(), u)
+    assert torch.allclose(policy.log_squash_slope(u), slope.log())
+    # The same Gaussian width, its mean pushed toward the bound: the action's entropy falls.
+    entropies = []
+    for mean in (0.0, 2.0, 4.0):
+        with torch.no_grad():
+            policy.actor[-1].weight.zero_()
+            policy.actor[-1].bias.copy_(torch.tensor([mean, 0.0]))
+            torch.manual_seed(0)
+            score = lambda step: step.obs.sum(-1)  # noqa: E731
+            _, _, entropy = policy.imagine(_Still(), _start(64), score, _NEEDS)
+        entropies.append(float(entropy.mean()))
+    assert entropies[0] > entropies[1] > entropies[2]
+
+
+class _Still(Imaginer):
+    """A world where nothing moves: the state stays, its features are the state."""
+
+    def step(self, state, action, needs):
+        return Imagined(state, state.stoch)
+
+    def features(self, state):
+        return state.stoch
+
+
+def _start(rows):
+    return LatentState(torch.zeros(rows, 1), torch.zeros(rows, 4))
+
+
+_NEEDS = Needs()
