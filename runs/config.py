@@ -138,6 +138,16 @@ def parse_overrides(items: typing.Iterable[str]) -> dict[str, Any]:
     return values
 
 
+def merge(values: dict[str, Any], more: typing.Mapping[str, Any]) -> None:
+    """``values.update(more)``, except that a nested block (e.g. ``policy={horizon: 5}``)
+    changes only the fields it names, keeping those set earlier (a task's tuned values, a
+    preset's)."""
+    for key, value in more.items():
+        base = values.get(key)
+        both = isinstance(base, typing.Mapping) and isinstance(value, typing.Mapping)
+        values[key] = {**base, **value} if both else value
+
+
 def component_config(cls: type[C], values: dict[str, Any], name: str) -> C:
     """A component's ``Config`` from ``values``; its own validation errors become ConfigErrors."""
     try:

@@ -156,7 +156,7 @@ def agent_config(cfg: TrainAgentConfig, agent_cls: Any | None = None) -> Any:
     tuned = getattr(agent_cls, "tuned", None)
     values: dict[str, Any] = dict(tuned(cfg.env)) if tuned is not None else {}
     if cfg.preset == "smoke":
-        _merge(values, agent_cls.SMOKE)
+        config_lib.merge(values, agent_cls.SMOKE)
     run_values = {"task": cfg.env, "obs": cfg.obs, "objective": cfg.objective}
     run_values["planner"] = cfg.planner
     overrides = config_lib.parse_overrides(cfg.set)
@@ -164,18 +164,9 @@ def agent_config(cfg: TrainAgentConfig, agent_cls: Any | None = None) -> Any:
     if clash:
         key = clash[0]
         raise ConfigError(f"invalid set={key}=...: give {key} as --{key}, not through --set")
-    _merge(values, overrides)
+    config_lib.merge(values, overrides)
     values.update({k: v for k, v in run_values.items() if k in fields})
     return config_lib.component_config(agent_cls.Config, values, name)
-
-
-def _merge(values: dict[str, Any], more: Mapping[str, Any]) -> None:
-    """``values.update(more)``, except that a nested block (e.g. ``policy={horizon: 5}``)
-    changes only the fields it names, keeping those a task's tuned values set."""
-    for key, value in more.items():
-        base = values.get(key)
-        both = isinstance(base, Mapping) and isinstance(value, Mapping)
-        values[key] = {**base, **value} if both else value
 
 
 def run_name(cfg: TrainAgentConfig, agent_cls: Any) -> str:

@@ -145,7 +145,7 @@ def model_config(cfg: TrainGenerativeConfig) -> Any:
     """The model's ``Config``: defaults, then the preset's overrides, then ``--set``."""
     model_cls = resolve("generative model", cfg.model)
     values: dict[str, Any] = dict(model_cls.SMOKE) if cfg.preset == "smoke" else {}
-    values.update(config_lib.parse_overrides(cfg.set))
+    config_lib.merge(values, config_lib.parse_overrides(cfg.set))
     if cfg.prior is not None:
         fields = {f.name for f in dataclasses.fields(model_cls.Config)}
         check("prior" in fields, "prior", cfg.prior, f"unset for {cfg.model!r} (VAE models only)")

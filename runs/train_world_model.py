@@ -158,8 +158,8 @@ def model_config(cfg: TrainWorldModelConfig) -> Any:
     model_cls = resolve("world model", cfg.model)
     values: dict[str, Any] = dict(model_cls.STATE) if cfg.obs == "state" else {}
     if cfg.preset == "smoke":
-        values.update(model_cls.SMOKE)
-    values.update(config_lib.parse_overrides(cfg.set))
+        config_lib.merge(values, model_cls.SMOKE)
+    config_lib.merge(values, config_lib.parse_overrides(cfg.set))
     return config_lib.component_config(model_cls.Config, values, cfg.model)
 
 

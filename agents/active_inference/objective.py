@@ -148,6 +148,15 @@ class Objective:
         ended = dataclasses.replace(rollout, log_preference=log_preference, obs_entropy=entropy)
         return ended, going.mean(1)
 
+    def still_going(self, rollout: Rollout) -> Tensor | None:
+        """The probability ``(N, P, H)`` that the episode is still going after each step, for
+        the objective whose costs stop at a predicted end (reward: what a value bootstrapped
+        there is worth); ``None`` for the preference-based ones, which score the steps after
+        an end themselves (``end_is_failure``) or ignore it."""
+        if self.cfg.objective != "reward" or rollout.cont is None:
+            return None
+        return torch.cumprod(rollout.cont, -1)
+
     def per_step(self, rollout: Rollout) -> Tensor:
         """The cost of each candidate at each step, ``(N, H)``."""
         cfg = self.cfg

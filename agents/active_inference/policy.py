@@ -113,8 +113,8 @@ def imagined_returns(
 ) -> tuple[Tensor, Tensor]:
     """λ-returns ``(B, H)`` of a policy's rollout ``(B, 1, H)`` under ``objective``, with
     values ``V(s_0..s_H)`` ``(B, H + 1)``, and the weight ``(B, H)`` of each start state:
-    the probability that the episode is still going there, for the reward objective; one
-    otherwise.
+    the probability that the episode is still going there where the objective stops
+    counting at an end (:meth:`Objective.still_going`); one otherwise.
 
     The objective's costs already say what a predicted end means (the reward objective
     weights rewards by the probability the episode goes on, and here values too; a
@@ -124,8 +124,9 @@ def imagined_returns(
     """
     reward = -objective.per_step(rollout)
     weights = torch.ones_like(reward)
-    if objective.cfg.objective == "reward" and rollout.cont is not None:
-        going = torch.cumprod(rollout.cont[:, 0], 1)
+    going = objective.still_going(rollout)
+    if going is not None:
+        going = going[:, 0]
         alive = torch.cat([torch.ones_like(going[:, :1]), going], 1)  # s_0 .. s_H
         value = value * alive  # states past the end are worth nothing ...
         weights = alive[:, :-1].detach()  # ... and teach the critic nothing
