@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from runs.errors import UserError
+
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
     """Write ``state`` to ``path`` atomically."""
@@ -38,6 +40,20 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` (weights only, no pickled code)."""
     return torch.load(Path(path), map_location=map_location, weights_only=True)
+
+
+def load_into(module: Any, state: Any, source: Path | str) -> None:
+    """``module.load_state_dict(state)``; a checkpoint that does not fit the module (written
+    by another version of the code: a missing or extra key, another shape) is reported in one
+    line naming ``source``, not as torch's multi-line traceback."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as e:
+        detail = " ".join(str(e).split())
+        raise UserError(
+            f"{source} does not fit this version of activegen ({detail}); "
+            "it was written by another version: start a new run"
+        ) from None
 
 
 def rng_state() -> dict[str, Any]:

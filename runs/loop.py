@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from tqdm.auto import tqdm
 
 from generative.base import TrainingError, check_finite
-from runs.checkpoint import set_rng_state
+from runs.checkpoint import load_into, set_rng_state
 from runs.run import Run
 
 
@@ -31,7 +31,7 @@ def restore(run: Run, modules: Mapping[str, Stateful]) -> int:
     if missing:
         raise TrainingError(f"checkpoint in {run.dir} lacks {', '.join(missing)}")
     for key, module in modules.items():
-        module.load_state_dict(state[key])
+        load_into(module, state[key], f"the checkpoint in {run.dir}")
     set_rng_state(state["rng"])
     return int(state["step"])
 

@@ -35,6 +35,7 @@ import agents
 import envs
 from agents.base import OBJECTIVES, OBS, PLANNERS
 from runs import config as config_lib
+from runs.checkpoint import load_into
 from runs.config import RunOptions, check, check_choice
 from runs.errors import ConfigError, UserError
 from runs.loop import check_finite, restore
@@ -417,7 +418,7 @@ def load_trained_agent(run_dir: Path, device: torch.device) -> tuple[TrainAgentC
     from agents.base import make_agent_env
 
     agent = agent_cls(agent_cfg, make_agent_env(cfg.env, cfg.obs), device, cfg.seed)
-    agent.load_state_dict(state["agent"])
+    load_into(agent, state["agent"], path)
     return cfg, agent
 
 

@@ -37,6 +37,7 @@ from generative.evaluation import (
     trainable_parameters,
 )
 from runs import config as config_lib
+from runs.checkpoint import load_into
 from runs.config import RunOptions, check, check_choice, check_positive
 from runs.errors import ConfigError, UserError
 from runs.images import make_grid, sample_picture
@@ -426,7 +427,7 @@ def load_trained(
     model_cfg = config_lib.from_dict(model_cls.Config, info["model_config"], where=str(path))
     model = model_cls(model_cfg, spec)
     best = state.get("best", {}).get("weights")
-    model.load_state_dict(best if cfg.select_best and best else state["model"])
+    load_into(model, best if cfg.select_best and best else state["model"], path)
     return cfg, model.to(device).eval(), state
 
 

@@ -31,6 +31,7 @@ import world_models
 from generative.base import DataSpec
 from generative.evaluation import trainable_parameters
 from runs import config as config_lib
+from runs.checkpoint import load_into
 from runs.config import RunOptions, check, check_choice, check_positive
 from runs.errors import UserError
 from runs.loop import train_loop
@@ -466,7 +467,7 @@ def load_world_model(
     model_cls = resolve("world model", cfg.model)
     model_cfg = config_lib.from_dict(model_cls.Config, info["model_config"], where=str(path))
     model = model_cls(model_cfg, spec, int(info["action_dim"]))
-    model.load_state_dict(state["model"])
+    load_into(model, state["model"], path)
     return cfg, model.to(device).eval(), state
 
 

@@ -6,6 +6,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from toy_command import SimulatedKill, ToyConfig  # registered on sys.path by toy_cli
 
 from runs import config as config_lib
+from runs.checkpoint import load_checkpoint, save_checkpoint
 from runs.loop import TrainingError, check_finite
 
 
@@ -72,6 +73,21 @@ def test_killed_run_resumes_without_losing_or_duplicating_steps(toy_cli, out_dir
     assert _tensorboard_steps(run_dir) == _tensorboard_steps(whole)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 20
+
+
+def test_a_checkpoint_another_version_wrote_is_refused_in_one_line(toy_cli, out_dir, capsys):
+    with pytest.raises(SimulatedKill):
+        toy_cli(["toy-train", "--out", str(out_dir), "--steps", "20", "--crash-at", "8"])
+    run_dir = _only_run(out_dir)
+    path = run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    del state["model"]["bias"]  # as a checkpoint written before a buffer was added
+    save_checkpoint(state, path)
+    capsys.readouterr()
+    assert toy_cli(["toy-train", "--resume", str(run_dir), "--crash-at", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not fit this version" in err and 'Missing key(s) in state_dict: "bias"' in err
+    assert str(run_dir) in err and "\n" not in err
 
 
 def test_non_finite_metric_names_the_step():
