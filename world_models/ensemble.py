@@ -308,8 +308,13 @@ class EnsembleDynamics(WorldModel):
         )
 
     def clamp_observation(self, obs: Tensor) -> Tensor:
-        """Keep imagined observations within the data's range plus a margin."""
-        return obs.clamp(self.obs_low, self.obs_high)
+        """Keep imagined observations within the data's range plus a margin.
+
+        Gradients pass as if unclamped (straight-through): a policy that drives an imagined
+        state past the range still learns which way leads back, where a clamp's zero
+        gradient left it no direction at all."""
+        clamped = obs.clamp(self.obs_low, self.obs_high)
+        return obs + (clamped - obs).detach() if obs.requires_grad else clamped
 
     def disagreement(self, states: LatentState) -> Tensor:
         """Epistemic uncertainty of the transitions that produced ``states`` ``(*batch,)``.

@@ -91,6 +91,18 @@ def test_normaliser_statistics_are_saved_with_the_weights():
     assert float(copy.obs_mean) > 5  # the mean of o in [10, 14] and sin(3o) in [-1, 1]
 
 
+def test_clamped_imagined_observations_still_pass_gradients():
+    model = _model()
+    model.obs_low.fill_(-1.0)
+    model.obs_high.fill_(1.0)
+    obs = torch.tensor([[-3.0], [0.5], [2.0]], requires_grad=True)
+    clamped = model.clamp_observation(obs)
+    assert clamped.detach().flatten().tolist() == [-1.0, 0.5, 1.0]
+    # A policy past the range learns which way leads back (a plain clamp's gradient is 0).
+    (clamped * torch.tensor([[1.0], [2.0], [3.0]])).sum().backward()
+    assert obs.grad.flatten().tolist() == [1.0, 2.0, 3.0]
+
+
 def test_continuation_is_one_until_training_sees_an_episode_end():
     """Planning on tasks that never end skips the continuation head; once a training batch
     holds an end, the head is read (and learns the end)."""
