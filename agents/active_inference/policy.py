@@ -12,7 +12,8 @@ network call. With ``r_t = -cost_t`` the λ-return is
 A predicted end of the episode enters through the objective's costs, as for the planners,
 not through the discount (Dreamer's ``γ c_t``; see :func:`imagined_returns`).
 
-The actor maximises it by backpropagating through the (frozen) world model, plus an
+The actor maximises it by backpropagating through the (frozen) world model (or, in the
+share ``reinforce``, by likelihood ratios: ``(R_t - V(s_t)) ∇ log π(a_t | s_t)``), plus an
 entropy bonus (the squashed action's entropy, as SAC's, which a saturated tanh lowers);
 the critic regresses on it, and its values are kept within the returns it has regressed
 on, as an ensemble's imagined states are kept within the data's range. As in DreamerV3
@@ -67,6 +68,11 @@ class PolicyConfig:
     """Gradient-norm clip of both networks."""
     target_mix: float = 0.02
     """Share of the critic's weights mixed into its slow copy after every update."""
+    reinforce: float = 0.0
+    """Share of the actor's gradient from likelihood ratios (REINFORCE with the critic as
+    baseline) instead of backpropagation through the world model: 0 is Dreamer's pathwise
+    gradient, 1 likelihood ratios alone, as DreamerV2/V3 offer for dynamics whose returns
+    are too rugged in the actions to be followed by their gradient."""
 
     def __post_init__(self) -> None:
         checks = (
@@ -81,6 +87,7 @@ class PolicyConfig:
             ("starts", self.starts >= 1, ">= 1"),
             ("grad_clip", self.grad_clip > 0, "> 0"),
             ("target_mix", 0 < self.target_mix <= 1, "in (0, 1]"),
+            ("reinforce", 0 <= self.reinforce <= 1, "in [0, 1]"),
         )
         for name, ok, allowed in checks:
             if not ok:
@@ -201,21 +208,23 @@ class ActorCritic(nn.Module):
         needs: Needs,
         horizon: int | None = None,
         explore: bool = True,
-    ) -> tuple[Rollout, Tensor, Tensor]:
+    ) -> tuple[Rollout, Tensor, Tensor, Tensor]:
         """Imagine ``horizon`` steps from ``start`` ``(B, .)`` with the actor choosing.
 
         Returns the rollout ``(B, 1, H)``, the features ``(B, H + 1, F)`` of the states
-        visited (start included) and the actor's entropy ``(B, H)``.
+        visited (start included), the actor's entropy ``(B, H)`` and the log-likelihood
+        ``(B, H)`` of each action drawn, as a function of the actor's weights only.
         """
         horizon = horizon or self.cfg.horizon
         state = start
         features = [imaginer.features(state)]
-        steps, entropy, actions = [], [], []
+        steps, entropy, log_prob, actions = [], [], [], []
         for _ in range(horizon):
             dist = self.distribution(features[-1].detach())
             u = dist.rsample() if explore else dist.mean
             action = self.squash(u)
             entropy.append((dist.entropy() + self.log_squash_slope(u)).sum(-1))
+            log_prob.append(dist.log_prob(u.detach()).sum(-1))
             actions.append(action)
             step = imaginer.step(state, action, needs)
             state = step.state
@@ -223,7 +232,7 @@ class ActorCritic(nn.Module):
             steps.append((log_preference(step), step))
         rollout = stack(steps, start.shape[0], needs.outcomes)
         rollout = dataclasses.replace(rollout, actions=torch.stack(actions, 1)[:, None])
-        return rollout, torch.stack(features, 1), torch.stack(entropy, 1)
+        return rollout, torch.stack(features, 1), torch.stack(entropy, 1), torch.stack(log_prob, 1)
 
     def update(
         self,
@@ -238,7 +247,9 @@ class ActorCritic(nn.Module):
         Gradients reach only the actor's and the critic's weights (``backward(inputs=...)``):
         the world model and the preference stay as they are."""
         cfg = self.cfg
-        rollout, features, entropy = self.imagine(imaginer, start.detach(), log_preference, needs)
+        rollout, features, entropy, log_prob = self.imagine(
+            imaginer, start.detach(), log_preference, needs
+        )
         # The slow critic has no trainable weights, but the actor's gradient flows through
         # the bootstrapped values into the imagined states (and so into its actions).
         value = self.value(features, slow=True)
@@ -248,7 +259,9 @@ class ActorCritic(nn.Module):
             spread = torch.quantile(flat, 0.95) - torch.quantile(flat, 0.05)
             self.return_scale.mul_(0.99).add_(0.01 * spread)
         scale = self.return_scale.clamp_min(1.0)
-        actor_loss = -(weights * (returns / scale + cfg.entropy_scale * entropy)).mean()
+        advantage = (returns - value[:, :-1]).detach()
+        objective_term = (1 - cfg.reinforce) * returns + cfg.reinforce * advantage * log_prob
+        actor_loss = -(weights * (objective_term / scale + cfg.entropy_scale * entropy)).mean()
         actor_params = list(self.actor.parameters())
         self.optimizers["actor"].zero_grad(set_to_none=True)
         actor_loss.backward(inputs=actor_params)

@@ -94,7 +94,7 @@ def test_the_actors_entropy_is_the_actions_and_falls_as_the_tanh_saturates():
             policy.actor[-1].bias.copy_(torch.tensor([mean, 0.0]))
             torch.manual_seed(0)
             score = lambda step: step.obs.sum(-1)  # noqa: E731
-            _, _, entropy = policy.imagine(_Still(), _start(64), score, _NEEDS)
+            _, _, entropy, _ = policy.imagine(_Still(), _start(64), score, _NEEDS)
         entropies.append(float(entropy.mean()))
     assert entropies[0] > entropies[1] > entropies[2]
 
@@ -114,3 +114,33 @@ def _start(rows):
 
 
 _NEEDS = Needs()
+
+
+class _Detached(Imaginer):
+    """The action moves the state, but no gradient passes through the move (a model whose
+    returns are too rugged in the actions to follow their gradient, at its extreme)."""
+
+    def step(self, state, action, needs):
+        moved = LatentState(state.deter, (state.stoch + action).detach())
+        return Imagined(moved, moved.stoch)
+
+    def features(self, state):
+        return state.stoch
+
+
+def test_likelihood_ratios_learn_where_the_model_passes_no_gradient():
+    def mean_action(reinforce):
+        torch.manual_seed(0)
+        cfg = PolicyConfig(hidden=(16,), horizon=1, starts=64, actor_lr=1e-2, critic_lr=1e-2,
+                           reinforce=reinforce)  # fmt: skip
+        policy = ActorCritic(cfg, feature_size=1, action_dim=1)
+        start = LatentState(torch.zeros(64, 1), torch.zeros(64, 1))
+        prefer = lambda step: -(step.obs - 0.5).pow(2).sum(-1)  # noqa: E731
+        objective = Objective(ObjectiveConfig(objective="preference"))
+        for _ in range(150):
+            policy.update(_Detached(), start, objective, prefer, _NEEDS)
+        with torch.no_grad():
+            return float(policy.act(torch.zeros(1, 1), explore=False))
+
+    assert abs(mean_action(0.0)) < 0.1  # the pathwise gradient is zero: nothing learned
+    assert abs(mean_action(1.0) - 0.5) < 0.1  # REINFORCE finds the preferred outcome
