@@ -284,7 +284,7 @@ class EnsembleDynamics(WorldModel):
         (without ``stats``) and each step's predicted mean and std (observation units),
         ``(N, H, D)`` each. Step ``t``
         draws ``o_{t+1} ~ N(mean, std²)`` (the mean when ``noise`` is false) with one
-        ``randn`` of ``(N, D)``, clipped as :meth:`clamp_observation` does: the same draws
+        ``randn`` of ``(N, D)``, clipped by :meth:`clamp_observation`: the same draws
         and values as ``H`` calls of :meth:`predict_blocks`, for less work per step.
         """
         obs = obs.float()
@@ -297,7 +297,7 @@ class EnsembleDynamics(WorldModel):
             mean = obs + mean * self.delta_std + self.delta_mean
             std = (0.5 * logvar).exp() * self.delta_std
             sample = mean + std * torch.randn_like(std) if noise else mean
-            obs = sample.clamp(self.obs_low, self.obs_high)
+            obs = self.clamp_observation(sample)
             deters.append(deter)
             reached.append(obs)
             means.append(mean)
@@ -380,9 +380,7 @@ class EnsembleDynamics(WorldModel):
                 mean, logvar = self._block_outputs(x[order], work)
                 mean, std = mean[inverse], (0.5 * logvar[inverse]).exp()
                 delta = mean + std * torch.randn_like(std)
-            next_obs = (obs + delta * self.delta_std + self.delta_mean).clamp(
-                self.obs_low, self.obs_high
-            )
+            next_obs = self.clamp_observation(obs + delta * self.delta_std + self.delta_mean)
             stats = torch.cat(
                 [obs + mean * self.delta_std + self.delta_mean, std * self.delta_std], -1
             )

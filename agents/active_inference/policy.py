@@ -260,7 +260,9 @@ class ActorCritic(nn.Module):
             self.return_scale.mul_(0.99).add_(0.01 * spread)
         scale = self.return_scale.clamp_min(1.0)
         advantage = (returns - value[:, :-1]).detach()
-        objective_term = (1 - cfg.reinforce) * returns + cfg.reinforce * advantage * log_prob
+        # With likelihood ratios alone, nothing is backpropagated through the world model.
+        pathwise = returns if cfg.reinforce < 1 else returns.detach()
+        objective_term = (1 - cfg.reinforce) * pathwise + cfg.reinforce * advantage * log_prob
         actor_loss = -(weights * (objective_term / scale + cfg.entropy_scale * entropy)).mean()
         actor_params = list(self.actor.parameters())
         self.optimizers["actor"].zero_grad(set_to_none=True)
