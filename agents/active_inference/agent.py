@@ -147,7 +147,7 @@ class ActiveInferenceAgent:
             self.optimizers["contrastive"] = torch.optim.Adam(self.preference.parameters(), lr=3e-4)
         self.goal_sampler = self._build_goal_sampler() if cfg.uses_goal else None
         self.policy: ActorCritic | None = None
-        if cfg.planner == "policy":
+        if cfg.trains_policy:
             feature_size = self.imaginer.features(self.model.initial(1)).shape[-1]
             self.policy = ActorCritic(
                 cfg.policy, feature_size, self.action_dim, self.low, self.high
@@ -255,7 +255,8 @@ class ActiveInferenceAgent:
             # Evaluation episodes get goals keyed by their first observation (reproducible).
             self._set_goal(obs_t, 10**9 + int(obs_t.double().abs().sum().item() * 1e3) % 10**9)
         latent = self._filter(state, obs_t)
-        if self.policy is not None:
+        if self.cfg.planner == "policy":
+            assert self.policy is not None
             action = self.policy.act(self.imaginer.features(latent), explore)[0]
             plan = None
         else:
@@ -273,7 +274,14 @@ class ActiveInferenceAgent:
                     )
                 return self.objective.cost(rollout)
 
-            result = self.planner.plan(cost, warm)
+            proposals = None
+            if self.cfg.policy_proposals:
+                assert self.policy is not None
+                with imagination_precision(self.device, self.cfg.precision):
+                    proposals = self.policy.propose(
+                        self.imaginer, latent, self.cfg.policy_proposals, self.cfg.horizon
+                    )
+            result = self.planner.plan(cost, warm, proposals=proposals)
             plan, action = result.mean, result.mean[0]
             self.plan = plan
         if action.is_cuda:  # CUDA runs asynchronously: time the finished action
@@ -291,7 +299,8 @@ class ActiveInferenceAgent:
         """EFE terms of the chosen plan (or of the policy's imagined future)."""
         needs = self.objective.logging_needs().union(self.preference.needs)
         particles = self.cfg.particles
-        if self.policy is not None:
+        if plan is None:
+            assert self.policy is not None
             rollout = self.policy.imagine(
                 self.imaginer,
                 latent.map(lambda t: t.expand(particles, *t.shape[1:])),
@@ -305,7 +314,6 @@ class ActiveInferenceAgent:
                 **{k: _as_particles(v) for k in fields if (v := getattr(rollout, k)) is not None},
             )
         else:
-            assert plan is not None
             rollout = imagine(
                 self.imaginer, latent, plan[None], self._log_preference, particles, needs
             )

@@ -68,6 +68,10 @@ class Config:
     """Initial std of the planner's action distribution."""
     min_std: float = 0.05
     """Floor on the planner's action std."""
+    policy_proposals: int = 0
+    """cem | mppi: action sequences the amortised policy (``policy``) proposes per plan,
+    imagined from the current state and scored in every planner iteration beside the draws
+    (TD-MPC's policy-guided planning); > 0 trains the policy alongside the world model."""
     particles: int = 5
     """Imagined futures per candidate; with the ensemble and P = M, member p propagates
     particle p of every candidate, so every candidate is scored under every member (with
@@ -152,7 +156,7 @@ class Config:
     """Gradient-norm clip of the world model."""
 
     policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
-    """planner=policy: the actor-critic's sizes and learning settings, e.g.
+    """planner=policy or policy_proposals > 0: the actor-critic's sizes and learning settings, e.g.
     ``--set "policy={hidden: [64, 64], horizon: 10}"``."""
 
     def __post_init__(self) -> None:
@@ -175,7 +179,14 @@ class Config:
             "prior_steps",
         ):
             _check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
-        for name in ("prefill", "train_steps", "pretrain_steps", "batch_size", "seq_len"):
+        for name in (
+            "prefill",
+            "train_steps",
+            "pretrain_steps",
+            "batch_size",
+            "seq_len",
+            "policy_proposals",
+        ):
             _check(getattr(self, name) >= 0, name, getattr(self, name), ">= 0")
         _check(self.seq_len != 1, "seq_len", self.seq_len, "0 (the model's own) or >= 2")
         for name in ("explore_noise", "lr", "epistemic_scale"):
@@ -189,6 +200,19 @@ class Config:
             _check(getattr(self, name) > 0, name, getattr(self, name), "> 0")
         self.planner_config()
         self.objective_config()
+        if self.policy_proposals:
+            _check(
+                self.planner != "policy",
+                "policy_proposals",
+                self.policy_proposals,
+                "0 with planner=policy (the policy acts itself)",
+            )
+            _check(
+                self.policy_proposals < self.candidates,
+                "policy_proposals",
+                self.policy_proposals,
+                f"< candidates={self.candidates}",
+            )
         kind, est = self.world_model_name, self.estimator
         _check(kind == "rssm" or self.obs == "state", "world_model", kind, "rssm for pixels")
         if kind == "rssm":
@@ -222,10 +246,11 @@ class Config:
             )
             # The policy imagines one future per start state: no sample to estimate from.
             _check(
-                self.planner != "policy" or not self.objective_config().uses_epistemic,
+                not self.trains_policy or not self.objective_config().uses_epistemic,
                 "epistemic",
                 est,
-                "not knn with planner=policy (one imagined future per state)",
+                "not knn with a policy (planner=policy or policy_proposals > 0: one imagined "
+                "future per state)",
             )
         if self.preference_source in ("task", "flow"):
             _check(
@@ -277,6 +302,11 @@ class Config:
         if self.preference != "auto":
             return self.preference
         return "task" if self.obs == "state" else "reward"
+
+    @property
+    def trains_policy(self) -> bool:
+        """Whether the amortised policy is trained: to act, or to propose plans."""
+        return self.planner == "policy" or self.policy_proposals > 0
 
     @property
     def uses_goal(self) -> bool:

@@ -4,7 +4,8 @@ Both minimise a black-box ``cost(actions) -> costs`` of ``N`` candidate sequence
 ``(N, H, A) -> (N,)``, evaluated in one batched call per iteration (the world model
 imagines all candidates at once), so they know nothing of world models or expected free
 energy and can be tested on any function. Actions live in a box (``[-1, 1]`` by default);
-a plan is warm-started from the previous one shifted by one step.
+a plan is warm-started from the previous one shifted by one step, and may be given
+proposals (e.g. an amortised policy's sequences) that every iteration scores beside its draws.
 """
 
 from __future__ import annotations
@@ -140,18 +141,33 @@ class SamplingPlanner:
         return torch.cat([mean[1:], mean[-1:]], 0)
 
     def plan(
-        self, cost: Cost, mean: Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        cost: Cost,
+        mean: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        proposals: Tensor | None = None,
     ) -> Plan:
         """Minimise ``cost`` ``(N, H, A) -> (N,)`` starting from ``mean`` ``(H, A)`` (default:
         the box's centre). Candidate 0 of every iteration is the current mean itself, so a
-        good warm start is never lost, followed by the last iteration's elites with
-        ``keep_elites``. Non-finite costs count as infinitely bad."""
+        good warm start is never lost, followed by ``proposals`` ``(K, H, A)`` (scored in
+        every iteration, so they compete with the draws for the elites, as TD-MPC's policy
+        samples do) and the last iteration's elites with ``keep_elites``; draws fill the
+        rest. Non-finite costs count as infinitely bad."""
         cfg = self.cfg
         mean = self.initial_mean() if mean is None else mean.clone()
         std = torch.full_like(mean, cfg.init_std)
         n = cfg.candidates
         best = float("inf")
-        kept = mean.new_empty((0, *mean.shape))
+        fixed = mean.new_empty((0, *mean.shape))
+        if proposals is not None:
+            _check(
+                proposals.shape[1:] == mean.shape and len(proposals) < n,
+                "proposals",
+                tuple(proposals.shape),
+                f"(K < {n}, {', '.join(map(str, mean.shape))})",
+            )
+            fixed = proposals.clamp(self.low, self.high)
+        kept = fixed
         for _ in range(cfg.iterations):
             noise = colored_noise((n, *mean.shape), cfg.noise_beta, generator, mean.device)
             actions = (mean + std * noise).clamp(self.low, self.high)
@@ -164,7 +180,7 @@ class SamplingPlanner:
                 elites = actions[torch.topk(costs, cfg.elites, largest=False).indices]
                 new_mean, new_std = elites.mean(0), elites.std(0, unbiased=False)
                 if cfg.keep_elites:
-                    kept = elites
+                    kept = torch.cat([fixed, elites])
             else:
                 new_mean, new_std = self._weighted(actions, costs)
             mean = cfg.momentum * mean + (1 - cfg.momentum) * new_mean

@@ -234,6 +234,18 @@ class ActorCritic(nn.Module):
         rollout = dataclasses.replace(rollout, actions=torch.stack(actions, 1)[:, None])
         return rollout, torch.stack(features, 1), torch.stack(entropy, 1), torch.stack(log_prob, 1)
 
+    def propose(self, imaginer: Imaginer, start: LatentState, count: int, horizon: int) -> Tensor:
+        """``count`` action sequences ``(K, H, A)`` for a planner to score: the actor's
+        draws along ``count`` futures it imagines from ``start`` ``(1, .)`` (with the
+        ensemble, rows are split among the members, so the members propose alike)."""
+        state = start.map(lambda t: t.expand(count, *t.shape[1:]))
+        actions = []
+        for _ in range(horizon):
+            action = self.act(imaginer.features(state), explore=True)
+            actions.append(action)
+            state = imaginer.step(state, action, Needs(obs=False)).state
+        return torch.stack(actions, 1).float()
+
     def update(
         self,
         imaginer: Imaginer,

@@ -116,6 +116,26 @@ def test_inverted_pendulum_plans_with_a_predicted_fall_as_failure(planner):
     assert planned and all(np.isfinite(m["efe/cost"]) for m in planned)
 
 
+def test_policy_proposals_train_the_policy_and_reach_the_planner(monkeypatch):
+    cfg = _smoke_config(policy_proposals=4, prefill=20, train_every=10)
+    env = make_agent_env("pendulum", seed=0)
+    torch.manual_seed(0)
+    agent = ActiveInferenceAgent(cfg, env, torch.device("cpu"), seed=0)
+    plan, proposed = agent.planner.plan, []
+
+    def spy(cost, mean=None, generator=None, proposals=None):
+        proposed.append(proposals)
+        return plan(cost, mean, generator, proposals)
+
+    monkeypatch.setattr(agent.planner, "plan", spy)
+    logged = []
+    agent.train_until(env, 150, lambda metrics, step: logged.append(metrics))  # 1 random episode
+    assert proposed and {tuple(p.shape) for p in proposed} == {(4, cfg.horizon, 1)}
+    assert all(p.abs().max() <= 2.0 for p in proposed)  # pendulum's torque bounds
+    assert np.isfinite(logged[-1]["losses/actor"])
+    assert "policy" in agent.state_dict()
+
+
 def test_state_dict_round_trip_continues_identically(tmp_path):
     cfg = _smoke_config(planner="policy", objective="efe", prefill=20, train_every=10)
     env = make_agent_env("pendulum", seed=0)
@@ -220,6 +240,10 @@ DIFFUSION_PRIOR = ("stoch_prior=diffusion",)
         ({"planner": "mppi", "keep_elites": True}, "keep_elites"),  # MPPI keeps no elites
         ({"precision": "half"}, "precision"),
         ({"epistemic": "knn", "planner": "policy", "objective": "efe"}, "epistemic"),
+        ({"epistemic": "knn", "policy_proposals": 4, "objective": "efe"}, "epistemic"),
+        ({"planner": "policy", "policy_proposals": 4}, "policy_proposals"),
+        ({"policy_proposals": 400}, "policy_proposals"),  # not below candidates
+        ({"policy_proposals": -1}, "policy_proposals"),
         # The latent estimator compares Gaussian stats, which a diffusion prior's are not;
         # auto picks it for the rssm.
         ({"world_model": "rssm", "objective": "efe", "model": DIFFUSION_PRIOR}, "epistemic"),

@@ -103,6 +103,33 @@ def test_warm_start_keeps_a_good_plan_and_shifts_it():
     assert torch.equal(shifted[:-1], TARGET[1:]) and torch.equal(shifted[-1], TARGET[-1])
 
 
+@pytest.mark.parametrize("kind", ["cem", "mppi"])
+def test_a_proposal_the_draws_cannot_reach_is_scored_and_followed(kind):
+    # A search this narrow around the box's centre never comes near TARGET; a proposal at
+    # TARGET is scored in every iteration, beside one out of the box (clamped into it).
+    cfg = PlannerConfig(
+        kind=kind, horizon=5, candidates=50, iterations=3, elites=1, init_std=0.01, min_std=0.01
+    )
+    planner = SamplingPlanner(cfg, 2)
+    scored = []
+
+    def cost(actions):
+        scored.append(actions[1:3].clone())
+        return quadratic(actions)
+
+    torch.manual_seed(0)
+    assert planner.plan(quadratic).cost > 1.0
+    guided = planner.plan(cost, proposals=torch.stack([TARGET, 3 * TARGET]))
+    assert guided.cost == pytest.approx(0.0, abs=1e-6)
+    assert (guided.mean - TARGET).abs().max() < 0.1
+    assert len(scored) == 3
+    for proposals in scored:
+        assert torch.equal(proposals[0], TARGET)
+        assert torch.equal(proposals[1], (3 * TARGET).clamp(-1, 1))
+    with pytest.raises(ValueError, match="invalid proposals="):
+        planner.plan(quadratic, proposals=TARGET[None, :3])
+
+
 @pytest.mark.parametrize("keep", [True, False])
 def test_kept_elites_make_each_iteration_at_least_as_good_as_the_last(keep):
     """A narrow valley the elites' mean misses: with the elites carried over, the best
