@@ -47,7 +47,9 @@ from runs.registry import resolve
 from runs.train_agent import (
     ENV_STEP_BUDGETS,
     TrainAgentConfig,
+    agent_config,
     evaluate_agent,
+    resolve_defaults,
     task_steps,
     train_agent,
 )
@@ -148,15 +150,22 @@ LATENCY_TASKS = {"inverted-pendulum": True, "reacher": False, "mountaincar": Tru
 
 
 def planning_latency(
-    task: str, objective: str, precision: str = "auto", repeats: int = 10
+    task: str,
+    objective: str,
+    precision: str = "auto",
+    overrides: tuple[str, ...] = (),
+    repeats: int = 10,
 ) -> dict[str, Any]:
-    """Milliseconds per ``act`` of an untrained default ``aif`` agent (the world model's
-    weights do not change the work of a plan, whether it has seen episodes end does):
-    best and median of ``repeats`` warm calls."""
+    """Milliseconds per ``act`` of an untrained ``aif`` agent configured as train-agent
+    configures it (``overrides``: its ``--set`` items; the world model's weights do not
+    change the work of a plan, whether it has seen episodes end does): best and median of
+    ``repeats`` warm calls."""
     agent_cls = resolve("agent", "aif")
     env = make_agent_env(task, "state", seed=0)
-    tuned = agent_cls.tuned(task)
-    cfg = agent_cls.Config(task=task, objective=objective, precision=precision, **tuned)
+    run = TrainAgentConfig(
+        agent="aif", env=task, objective=objective, set=(*overrides, f"precision={precision}")
+    )
+    cfg = agent_config(resolve_defaults(run), agent_cls)
     torch.manual_seed(0)
     agent = agent_cls(cfg, env, torch.device("cpu"), 0)
     agent.model.ends_seen.fill_(LATENCY_TASKS[task])
@@ -175,6 +184,7 @@ def planning_latency(
         "particles": cfg.particles,
         "horizon": cfg.horizon,
         "iterations": cfg.iterations,
+        "proposals": cfg.policy_proposals,
         "act_ms_best": min(times),
         "act_ms_median": statistics.median(times),
     }
@@ -199,20 +209,23 @@ def machine(precision: str) -> dict[str, Any]:
     }
 
 
-def latency_main(objectives: list[str], precision: str) -> None:
-    rows = [planning_latency(t, o, precision) for t in LATENCY_TASKS for o in objectives]
+def latency_main(objectives: list[str], precision: str, overrides: tuple[str, ...]) -> None:
+    rows = [planning_latency(t, o, precision, overrides) for t in LATENCY_TASKS for o in objectives]
     cpu = machine(precision)
     print(f"{cpu['cpu']} ({cpu['isa']}, {cpu['mhz']:.0f} MHz), {torch.get_num_threads()} "
           f"thread(s), imagination in {cpu['imagination']}")  # fmt: skip
-    print(f"{'task':<18} {'objective':<11} {'N x P x H x iters':>18} {'best ms':>8} {'median':>8}")
+    size = "N x P x H x it [+K]"
+    print(f"{'task':<18} {'objective':<11} {size:>20} {'best ms':>8} {'median':>8}")
     for r in rows:
         size = f"{r['candidates']}x{r['particles']}x{r['horizon']}x{r['iterations']}"
+        size += f"+{r['proposals']}" if r["proposals"] else ""
         print(
-            f"{r['task']:<18} {r['objective']:<11} {size:>18} "
+            f"{r['task']:<18} {r['objective']:<11} {size:>20} "
             f"{r['act_ms_best']:>8.1f} {r['act_ms_median']:>8.1f}"
         )
     print(json.dumps({"bench": "agents", "mode": "latency", "threads": torch.get_num_threads(),
-                      "precision": precision, **cpu, "rows": rows}))  # fmt: skip
+                      "precision": precision, "set": list(overrides), **cpu,
+                      "rows": rows}))  # fmt: skip
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -292,10 +305,17 @@ def main() -> None:
     parser.add_argument(
         "--precision", default="auto", help="--latency: auto | float32 | bfloat16 (imagination)"
     )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        help="--latency: aif overrides as train-agent's --set, e.g. candidates=200 "
+        "policy_proposals=20",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.latency:
-        latency_main(["preference", "efe", "reward"], args.precision)
+        latency_main(["preference", "efe", "reward"], args.precision, tuple(args.set))
         return
     mode = MODES["quick" if args.quick else "full"]
     tasks = args.tasks or list(QUICK_TASKS if args.quick else TASKS)
