@@ -2,9 +2,10 @@
 
 Training (:meth:`ActiveInferenceAgent.train_until`) alternates collecting and learning:
 uniformly random actions for the first ``prefill`` steps (whole episodes), then actions
-from the planner (CEM or MPPI over the world model) or the amortised policy, with Gaussian
-exploration noise; every ``train_every`` steps, ``train_steps`` updates of the world model
-on replayed experience (and of the contrastive preference and the policy, when used).
+from the planner (CEM or MPPI over the world model, given the amortised policy's proposals
+with ``policy_proposals``) or the amortised policy itself, with Gaussian exploration noise;
+every ``train_every`` steps, ``train_steps`` updates of the world model on replayed
+experience (and of the contrastive preference and the policy, when used).
 Everything that makes up the agent, replay buffer included, is in :meth:`state_dict`.
 
 The objective (``reward``, ``preference``, ``efe``, ``feef``) changes only the score of
