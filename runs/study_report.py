@@ -339,7 +339,10 @@ def plot_learning_curves(
         ax.set_xlabel("env steps")
         ax.set_ylabel("evaluation return")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
+        else:  # every cell of the task failed
+            ax.text(0.5, 0.5, "no finished cell", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
