@@ -136,12 +136,19 @@ class WorldModel(nn.Module):
         raise NotImplementedError
 
     def observe(
-        self, obs: Tensor, action: Tensor, state: LatentState | None = None, sample: bool = True
+        self,
+        obs: Tensor,
+        action: Tensor,
+        state: LatentState | None = None,
+        sample: bool = True,
+        is_first: Tensor | None = None,
     ) -> LatentState:
         """Filter ``obs`` ``(B, T, *shape)`` given ``action`` ``(B, T, A)`` (the action that
         led to each observation); ``state`` ``(B, .)`` is the state before the first one
         (default :meth:`initial`). Returns the states ``(B, T, .)``. ``sample=False`` takes
-        the posterior's mode where the model samples it."""
+        the posterior's mode where the model samples it. ``is_first`` ``(B, T)`` marks rows
+        that start an episode (chunks that run across episodes): the filter starts afresh
+        there, as from :meth:`initial`."""
         raise NotImplementedError
 
     def observe_step(self, state: LatentState | None, action: Tensor, obs: Tensor) -> LatentState:

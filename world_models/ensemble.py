@@ -332,7 +332,12 @@ class EnsembleDynamics(WorldModel):
         )
 
     def observe(
-        self, obs: Tensor, action: Tensor, state: LatentState | None = None, sample: bool = True
+        self,
+        obs: Tensor,
+        action: Tensor,
+        state: LatentState | None = None,
+        sample: bool = True,
+        is_first: Tensor | None = None,
     ) -> LatentState:
         obs = obs.to(self.device).float().flatten(2)
         action = action.to(self.device).float()
@@ -340,6 +345,8 @@ class EnsembleDynamics(WorldModel):
             previous = torch.cat([obs[:, :1], obs[:, :-1]], 1)
         else:
             previous = torch.cat([state.stoch[:, None], obs[:, :-1]], 1)
+        if is_first is not None:  # an episode's first state came from nowhere: itself
+            previous = torch.where(is_first.to(self.device)[..., None], obs, previous)
         return LatentState(torch.cat([previous, action], -1), obs)
 
     def imagine(

@@ -171,9 +171,17 @@ class MDNRNN(WorldModel):
         return out
 
     def observe(
-        self, obs: Tensor, action: Tensor, state: LatentState | None = None, sample: bool = True
+        self,
+        obs: Tensor,
+        action: Tensor,
+        state: LatentState | None = None,
+        sample: bool = True,
+        is_first: Tensor | None = None,
     ) -> LatentState:
-        """Filters with the VAE's posterior mean (``sample`` is ignored)."""
+        """Filters with the VAE's posterior mean (``sample`` is ignored) through one cuDNN-style
+        recurrence, so a chunk holds one episode: ``is_first`` may be set in its first row only."""
+        if is_first is not None and bool(is_first[:, 1:].any()):
+            raise ValueError("mdnrnn filters one episode per chunk: is_first set past row 0")
         state = self.initial(obs.shape[0]) if state is None else state
         z = self.encode(obs, sample=False)
         z_prev = torch.cat([state.stoch[:, None], z[:, :-1]], 1)

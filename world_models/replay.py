@@ -9,8 +9,10 @@ rows.
 
 Storage is one pre-allocated ring of ``capacity`` rows in which every episode is
 contiguous (an episode that does not fit before the end starts again at row 0), so a
-chunk is a plain slice and never crosses an episode boundary. The oldest episodes are
-evicted as the ring overwrites them. The episode being written is sampled too.
+chunk is a plain slice. A chunk stays within one episode, or with ``across_episodes`` runs
+on into the episodes stored after it, as Dreamer's replay does, with ``is_first`` marking
+where each one starts (a recurrent model restarts its state there). The oldest episodes
+are evicted as the ring overwrites them. The episode being written is sampled too.
 
 Sampling draws from torch's global generator, which checkpoints save and restore, and
 the buffer's ``state_dict`` holds only tensors (the used rows and the episode index), so
@@ -243,36 +245,58 @@ class ReplayBuffer:
         """How many distinct chunks of ``length`` rows the stored episodes hold."""
         return sum(max(0, n - length + 1) for _, n in self._episodes)
 
-    def sample(self, batch_size: int, length: int) -> Chunk:
-        """``batch_size`` chunks of ``length`` consecutive rows, each within one episode.
+    def _spans(self, across_episodes: bool) -> list[tuple[int, int]]:
+        """``(first row, rows)`` of what a chunk may lie in: each episode, or each run of
+        episodes stored one right after another (a run breaks where the ring wrapped)."""
+        if not across_episodes:
+            return [(s, n) for s, n in self._episodes]
+        spans: list[tuple[int, int]] = []
+        for s, n in self._episodes:
+            if spans and sum(spans[-1]) == s:
+                spans[-1] = (spans[-1][0], spans[-1][1] + n)
+            else:
+                spans.append((s, n))
+        return spans
 
-        Chunks are uniform over all valid start rows; episodes shorter than ``length`` are
-        never sampled. Draws use torch's global generator.
+    def max_chunk(self, across_episodes: bool = False) -> int:
+        """The longest chunk :meth:`sample` can draw (0 when empty)."""
+        return max((n for _, n in self._spans(across_episodes)), default=0)
+
+    def sample(self, batch_size: int, length: int, across_episodes: bool = False) -> Chunk:
+        """``batch_size`` chunks of ``length`` consecutive rows, each within one episode,
+        or with ``across_episodes`` running on into the next stored episode(s).
+
+        Chunks are uniform over all valid start rows. Within episodes, those shorter than
+        ``length`` are never sampled, which on a task that ends by failing can leave all but
+        its few longest episodes unseen; across episodes every row is sampled alike. Draws
+        use torch's global generator.
         """
-        starts = torch.tensor([s for s, _ in self._episodes], dtype=torch.long)
-        counts = torch.tensor([max(0, n - length + 1) for _, n in self._episodes], dtype=torch.long)
+        spans = self._spans(across_episodes)
+        starts = torch.tensor([s for s, _ in spans], dtype=torch.long)
+        counts = torch.tensor([max(0, n - length + 1) for _, n in spans], dtype=torch.long)
         total = int(counts.sum())
         if total == 0:
-            longest = max(self.episode_lengths(), default=0)
+            what = "run of stored episodes" if across_episodes else "episode"
             raise ValueError(
-                f"no episode holds a chunk of {length} rows (longest: {longest}); "
-                "collect more data or shorten the chunks"
+                f"no {what} holds a chunk of {length} rows (longest: "
+                f"{self.max_chunk(across_episodes)}); collect more data or shorten the chunks"
             )
         flat = torch.randint(0, total, (batch_size,))
         ends = counts.cumsum(0)
-        episode = torch.searchsorted(ends, flat, right=True)
-        offset = flat - (ends[episode] - counts[episode])
-        return self._gather(starts[episode] + offset, starts[episode], length)
+        span = torch.searchsorted(ends, flat, right=True)
+        offset = flat - (ends[span] - counts[span])
+        return self._gather(starts[span] + offset, length)
 
-    def _gather(self, first_rows: Tensor, episode_starts: Tensor, length: int) -> Chunk:
+    def _gather(self, first_rows: Tensor, length: int) -> Chunk:
         rows = first_rows[:, None] + torch.arange(length)
+        episode_starts = torch.tensor([s for s, _ in self._episodes], dtype=torch.long)
         return Chunk(
             obs=self._obs[rows],
             action=self._action[rows],
             reward=self._reward[rows],
             terminated=self._terminated[rows],
             truncated=self._truncated[rows],
-            is_first=rows == episode_starts[:, None],
+            is_first=torch.isin(rows, episode_starts),
         )
 
     def transitions(self, limit: int = 0) -> Chunk:
@@ -285,30 +309,29 @@ class ReplayBuffer:
         offset = torch.arange(int(pairs.sum())) - (pairs.cumsum(0) - pairs).repeat_interleave(pairs)
         if limit > 0:
             episode_start, offset = episode_start[-limit:], offset[-limit:]
-        return self._gather(episode_start + offset, episode_start, 2)
+        return self._gather(episode_start + offset, 2)
 
     def episodes(self) -> Iterator[Chunk]:
         """Every stored episode, oldest first, as a chunk of batch size one."""
         for start, length in list(self._episodes):
-            yield self._gather(torch.tensor([start]), torch.tensor([start]), length)
+            yield self._gather(torch.tensor([start]), length)
 
     def chunks(self, length: int, stride: int | None = None, limit: int = 0) -> Chunk | None:
         """Deterministic chunks of ``length`` rows starting every ``stride`` rows (default:
         ``length``) of every episode, stacked ``(B, length, ...)``; ``limit > 0`` keeps that
         many, evenly spread. ``None`` when no episode is long enough."""
         stride = stride or length
-        firsts, starts = [], []
-        for start, n in self._episodes:
-            for offset in range(0, n - length + 1, stride):
-                firsts.append(start + offset)
-                starts.append(start)
+        firsts = [
+            start + offset
+            for start, n in self._episodes
+            for offset in range(0, n - length + 1, stride)
+        ]
         if not firsts:
             return None
         if 0 < limit < len(firsts):
             keep = torch.linspace(0, len(firsts) - 1, limit).round().long().unique()
             firsts = [firsts[i] for i in keep.tolist()]
-            starts = [starts[i] for i in keep.tolist()]
-        return self._gather(torch.tensor(firsts), torch.tensor(starts), length)
+        return self._gather(torch.tensor(firsts), length)
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -433,23 +433,33 @@ class RSSM(WorldModel):
         state: LatentState | None = None,
         sample: bool = True,
         draw_prior: bool = True,
+        is_first: Tensor | None = None,
     ) -> tuple[LatentState, LatentState]:
         """Posterior and prior states ``(B, T, .)`` for ``obs`` ``(B, T, *shape)`` and the
-        actions ``(B, T, A)`` that led to them (``draw_prior``: see :meth:`obs_step`)."""
+        actions ``(B, T, A)`` that led to them (``draw_prior``: see :meth:`obs_step`); the
+        state restarts from :meth:`initial` at rows where ``is_first`` ``(B, T)`` is set."""
         embed = self.encode(obs)
         action = action.to(self.device, torch.float32)
         state = self.initial(obs.shape[0]) if state is None else state
+        going_on = None if is_first is None else (~is_first).to(self.device, torch.float32)
         posts, priors = [], []
         for t in range(obs.shape[1]):
+            if going_on is not None:  # the initial state is zeros
+                state = state.map(lambda x, keep=going_on[:, t, None]: x * keep)
             state, prior = self.obs_step(state, action[:, t], embed[:, t], sample, draw_prior)
             posts.append(state)
             priors.append(prior)
         return LatentState.stack(posts), LatentState.stack(priors)
 
     def observe(
-        self, obs: Tensor, action: Tensor, state: LatentState | None = None, sample: bool = True
+        self,
+        obs: Tensor,
+        action: Tensor,
+        state: LatentState | None = None,
+        sample: bool = True,
+        is_first: Tensor | None = None,
     ) -> LatentState:
-        return self.filter(obs, action, state, sample, draw_prior=False)[0]
+        return self.filter(obs, action, state, sample, draw_prior=False, is_first=is_first)[0]
 
     def imagine(self, state: LatentState, actions: Tensor, sample: bool = True) -> LatentState:
         actions = actions.to(self.device, torch.float32)
@@ -559,7 +569,9 @@ class RSSM(WorldModel):
     def _terms(self, batch: Chunk, full_bound: bool = False) -> dict[str, Tensor]:
         """The loss terms; ``full_bound``: all of the diffusion prior's bound terms (for the
         ELBO) rather than ``diffusion_terms`` of them (for training)."""
-        post, prior = self.filter(batch.obs, batch.action, draw_prior=False)
+        post, prior = self.filter(
+            batch.obs, batch.action, draw_prior=False, is_first=batch.is_first
+        )
         target = self.preprocess(batch.obs)
         recon = self._decode_raw(post.features)
         recon_nll = self.observation_nll(recon, target)

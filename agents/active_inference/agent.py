@@ -375,10 +375,13 @@ class ActiveInferenceAgent:
         elif cfg.world_model_name == "ensemble":
             # PETS refits its input statistics as data arrives; the RSSM keeps its first fit.
             self.model.fit_normalizer(self.replay.transitions())
-        longest = max(self.replay.episode_lengths())
-        seq_len = max(2, min(self.seq_len, longest))
+        # The RSSM restarts its state at episode starts, so its chunks run across episodes
+        # (as Dreamer's): within episodes, a task that ends by failing would leave every
+        # episode shorter than the chunks unseen, early on nearly all of them.
+        across = cfg.world_model_name == "rssm"
+        seq_len = max(2, min(self.seq_len, self.replay.max_chunk(across)))
         for _ in range(steps):
-            batch = self.replay.sample(self.batch_size, seq_len).to(self.device)
+            batch = self.replay.sample(self.batch_size, seq_len, across).to(self.device)
             metrics = self.model.train_step(batch, self.optimizers, cfg.grad_clip)
             metrics = {k if "/" in k else f"world_model/{k}": v for k, v in metrics.items()}
             if isinstance(self.preference, ContrastiveGoal) or self.policy is not None:
@@ -394,7 +397,8 @@ class ActiveInferenceAgent:
 
     def _train_extras(self, batch: Any) -> dict[str, float]:
         with torch.no_grad():
-            states = self.model.observe(batch.obs, batch.action).flatten()
+            states = self.model.observe(batch.obs, batch.action, is_first=batch.is_first)
+            states = states.flatten()
         metrics: dict[str, float] = {}
         if isinstance(self.preference, ContrastiveGoal):
             obs = batch.obs.reshape(-1, *self.spec.shape)

@@ -237,3 +237,13 @@ def test_bfloat16_imagination_stays_close_to_float32_and_returns_float32():
 def test_imagination_precision_rejects_unknown_names():
     with pytest.raises(ValueError, match=r"precision='half'.*auto, float32, bfloat16"):
         imagination_precision(torch.device("cpu"), "half")
+
+
+def test_an_episode_start_mid_chunk_is_its_own_previous_state():
+    model = _model()
+    obs, action = torch.randn(2, 4, 1), torch.randn(2, 4, 1)
+    is_first = torch.tensor([True, False, True, False]).expand(2, 4)
+    states = model.observe(obs, action, is_first=is_first)
+    previous = states.deter[..., :1]
+    assert torch.equal(previous[:, 2], obs[:, 2]) and torch.equal(previous[:, 3], obs[:, 2])
+    assert torch.equal(states.deter[..., 1:], action)

@@ -42,3 +42,12 @@ def test_loss_decreases_and_beats_repeating_the_last_observation(name, point_mas
     model_total = sum(errors[f"mse_h{h}"] for h in horizons)
     repeat_total = sum(errors[f"mse_h{h}_repeat"] for h in horizons)
     assert model_total < 0.5 * repeat_total, errors
+
+
+def test_the_mdnrnn_refuses_chunks_that_run_across_episodes():
+    cls, cfg = MODELS["mdnrnn"]
+    model = cls(cfg, DataSpec("vector", (4,)), action_dim=2)
+    is_first = torch.zeros(1, 5, dtype=torch.bool)
+    is_first[0, 3] = True
+    with pytest.raises(ValueError, match="one episode per chunk"):
+        model.observe(torch.randn(1, 5, 4), torch.randn(1, 5, 2), is_first=is_first)

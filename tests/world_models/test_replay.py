@@ -56,6 +56,30 @@ def test_sampled_chunks_never_cross_episodes():
     _check_chunks(buffer.transitions())
 
 
+def test_chunks_across_episodes_run_on_in_order_and_mark_each_start():
+    rng = np.random.default_rng(2)
+    lengths = rng.integers(1, 6, size=60).tolist()  # episodes of 2 to 6 rows
+    buffer = ReplayBuffer(150, (2,), 1)  # it wraps: no chunk may run from newest to oldest
+    _fill(buffer, lengths)
+    assert buffer.max_chunk() == max(buffer.episode_lengths())
+    assert buffer.max_chunk(across_episodes=True) > 3 * buffer.max_chunk()
+    with pytest.raises(ValueError, match="longest"):
+        buffer.sample(4, 12)  # no single episode holds 12 rows
+    torch.manual_seed(0)
+    chunk = buffer.sample(512, 12, across_episodes=True)
+    ids, times = chunk.obs[..., 0], chunk.obs[..., 1]
+    same = ids[:, 1:] == ids[:, :-1]
+    # Within an episode rows advance by one; where the episode changes it is the next
+    # one, from its first row, and is_first marks exactly those rows.
+    assert (times.diff(dim=1)[same] == 1).all()
+    assert (ids.diff(dim=1)[~same] == 1).all()
+    assert torch.equal(chunk.is_first, times == 0)
+    assert bool(chunk.is_first[:, 1:].any())
+    assert torch.equal(chunk.action[..., 0], times)
+    # Every stored episode is reached, not only those of 12 rows or more (none).
+    assert set(ids.unique().tolist()) == {int(e.obs[0, 0, 0]) for e in buffer.episodes()}
+
+
 def test_oldest_whole_episodes_are_evicted():
     buffer = ReplayBuffer(100, (2,), 1)
     _fill(buffer, [20] * 12)  # 12 episodes of 21 rows in room for 100 rows

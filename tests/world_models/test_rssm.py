@@ -42,6 +42,25 @@ def test_observe_then_imagine_shapes(latent, pixels):
     assert many.shape == (50, h)
 
 
+def test_filtering_restarts_where_an_episode_starts_mid_chunk():
+    """A chunk that runs from one episode into the next (replay ``across_episodes``) filters
+    the second exactly as a chunk of its own would, and so trains on the same loss."""
+    model = _model()
+    obs, action = torch.randn(2, 7, 5), torch.randn(2, 7, 2)
+    action[:, 4] = 0  # an episode's first row holds a zero action
+    is_first = torch.zeros(2, 7, dtype=torch.bool)
+    is_first[:, [0, 4]] = True
+    joined = model.observe(obs, action, sample=False, is_first=is_first)
+    alone = model.observe(obs[:, 4:], action[:, 4:], sample=False)
+    assert torch.allclose(joined.features[:, 4:], alone.features, atol=1e-6)
+    assert torch.allclose(
+        joined.features[:, :4], model.observe(obs[:, :4], action[:, :4], sample=False).features
+    )
+    # Without the flag the second episode inherits the first one's memory.
+    carried = model.observe(obs, action, sample=False)
+    assert not torch.allclose(carried.features[:, 4:], alone.features, atol=1e-3)
+
+
 @pytest.mark.parametrize("latent", ["gaussian", "categorical"])
 def test_kl_is_zero_when_posterior_equals_prior(latent):
     model = _model(latent)
