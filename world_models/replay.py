@@ -287,9 +287,15 @@ class ReplayBuffer:
         offset = flat - (ends[span] - counts[span])
         return self._gather(starts[span] + offset, length)
 
-    def _gather(self, first_rows: Tensor, length: int) -> Chunk:
+    def _episode_starts(self) -> Tensor:
+        return torch.tensor([s for s, _ in self._episodes], dtype=torch.long)
+
+    def _gather(
+        self, first_rows: Tensor, length: int, episode_starts: Tensor | None = None
+    ) -> Chunk:
         rows = first_rows[:, None] + torch.arange(length)
-        episode_starts = torch.tensor([s for s, _ in self._episodes], dtype=torch.long)
+        if episode_starts is None:
+            episode_starts = self._episode_starts()
         return Chunk(
             obs=self._obs[rows],
             action=self._action[rows],
@@ -313,8 +319,9 @@ class ReplayBuffer:
 
     def episodes(self) -> Iterator[Chunk]:
         """Every stored episode, oldest first, as a chunk of batch size one."""
+        episode_starts = self._episode_starts()
         for start, length in list(self._episodes):
-            yield self._gather(torch.tensor([start]), length)
+            yield self._gather(torch.tensor([start]), length, episode_starts)
 
     def chunks(self, length: int, stride: int | None = None, limit: int = 0) -> Chunk | None:
         """Deterministic chunks of ``length`` rows starting every ``stride`` rows (default:
