@@ -8,8 +8,10 @@ event files, ``metrics.jsonl`` (one JSON object per log call, with ``step``),
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import math
+import os
 import platform
 import random
 import sys
@@ -17,7 +19,7 @@ import time
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -28,6 +30,7 @@ from runs.checkpoint import load_checkpoint, rng_state, save_checkpoint
 from runs.errors import ConfigError, UserError
 
 CHECKPOINT = "last.pt"
+LOCK = ".lock"
 
 
 def seed_everything(seed: int) -> None:
@@ -60,6 +63,29 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _lock(directory: Path) -> IO[str]:
+    """Hold an exclusive lock on the run folder while this process writes it. The kernel
+    releases it when the process ends, however it ends, so a killed run can be resumed,
+    but a second process (a ``--resume`` of a run still going) is refused before it
+    truncates the first one's logs."""
+    handle = (directory / LOCK).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise UserError(
+            f"run folder {directory} is in use by another process (pid {holder}): "
+            "let it finish or stop it before resuming"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 def _scalar(value: Any) -> float:
     if isinstance(value, torch.Tensor):
         return float(value.detach().cpu().item())
@@ -74,8 +100,15 @@ class Run:
     resumed run appends without duplicating or losing steps.
     """
 
-    def __init__(self, directory: Path, config: Any, resume_state: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        config: Any,
+        resume_state: dict[str, Any] | None = None,
+        lock: IO[str] | None = None,
+    ):
         self.dir = Path(directory)
+        self._lock = lock or _lock(self.dir)
         self.config = config
         self.resume_state = resume_state
         for sub in ("checkpoints", "videos", "samples"):
@@ -111,11 +144,12 @@ class Run:
     def reopen(cls, directory: Path, config: Any) -> Run:
         """Reopen ``directory`` to continue it from its last checkpoint."""
         directory = Path(directory)
+        lock = _lock(directory)
         ckpt = directory / "checkpoints" / CHECKPOINT
         state = load_checkpoint(ckpt) if ckpt.exists() else None
         last = int(state["step"]) if state else 0
         _truncate_metrics(directory / "metrics.jsonl", last)
-        return cls(directory, config, state)
+        return cls(directory, config, state, lock)
 
     @classmethod
     def open(cls, config: Any, kind: str, name: str) -> Run:
@@ -191,6 +225,7 @@ class Run:
     def close(self) -> None:
         self.writer.close()
         self._metrics.close()
+        self._lock.close()  # releases the folder
 
     def __enter__(self) -> Run:
         return self

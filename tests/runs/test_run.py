@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import yaml
@@ -7,7 +8,9 @@ from toy_command import SimulatedKill, ToyConfig  # registered on sys.path by to
 
 from runs import config as config_lib
 from runs.checkpoint import load_checkpoint, save_checkpoint
+from runs.errors import UserError
 from runs.loop import TrainingError, check_finite
+from runs.run import Run
 
 
 def _only_run(out_dir):
@@ -73,6 +76,18 @@ def test_killed_run_resumes_without_losing_or_duplicating_steps(toy_cli, out_dir
     assert _tensorboard_steps(run_dir) == _tensorboard_steps(whole)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 20
+
+
+def test_a_run_still_going_is_not_resumed_beside_it(tmp_path):
+    cfg = ToyConfig(out=tmp_path)
+    run = Run.create(cfg, "test", "toy")
+    run.log({"x": 1.0}, 1)  # after no checkpoint: a resume would drop it
+    with pytest.raises(UserError, match=rf"in use by another process \(pid {os.getpid()}\)"):
+        Run.reopen(run.dir, cfg)
+    assert _metrics(run.dir) == [{"step": 1, "x": 1.0}]
+    run.close()  # as when its process ends, however it ends
+    Run.reopen(run.dir, cfg).close()
+    assert _metrics(run.dir) == []
 
 
 def test_a_checkpoint_another_version_wrote_is_refused_in_one_line(toy_cli, out_dir, capsys):
