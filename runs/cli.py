@@ -17,6 +17,7 @@ import tyro
 from runs import config as config_lib
 from runs.errors import UserError
 from runs.loop import TrainingError
+from runs.process import keep_freed_memory
 from runs.registry import check_name, describe_all, import_string
 
 # name -> (config dataclass, function taking that config, one-line help)
@@ -164,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_usage())
         return 0
     name = argv[0]
+    keep_freed_memory()
     try:
         fn, cfg = parse(name, argv[1:])
         fn(cfg)

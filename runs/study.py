@@ -35,6 +35,7 @@ from agents.base import OBJECTIVES, OBS
 from runs import config as config_lib
 from runs.config import RunOptions, check, check_choice
 from runs.errors import ConfigError, UserError
+from runs.process import keep_freed_memory
 from runs.registry import check_name
 
 KIND = "study"
@@ -275,11 +276,13 @@ def _attempt(cell: Cell) -> str | None:
 
 
 def _exit_with(parent: int) -> None:
-    """Pool initializer: end this worker once the study process ``parent`` is gone. A killed
+    """Pool initializer: end this worker once the study process ``parent`` is gone (a killed
     study otherwise leaves its workers training, writing into the cell folders that the
-    same command, run again, resumes."""
+    same command, run again, resumes), and set its malloc as the command's."""
     import threading
     import time
+
+    keep_freed_memory()
 
     def watch() -> None:
         while os.getppid() == parent:
