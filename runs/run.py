@@ -108,7 +108,7 @@ class Run:
         lock: IO[str] | None = None,
     ):
         self.dir = Path(directory)
-        self._lock = lock or _lock(self.dir)
+        self._folder_lock = lock or _lock(self.dir)
         self.config = config
         self.resume_state = resume_state
         for sub in ("checkpoints", "videos", "samples"):
@@ -225,7 +225,7 @@ class Run:
     def close(self) -> None:
         self.writer.close()
         self._metrics.close()
-        self._lock.close()  # releases the folder
+        self._folder_lock.close()  # releases the folder
 
     def __enter__(self) -> Run:
         return self
