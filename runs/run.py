@@ -63,11 +63,20 @@ def versions() -> dict[str, str]:
     return out
 
 
+_HELD: dict[Path, IO[str]] = {}
+"""This process's folder locks, by folder."""
+
+
 def _lock(directory: Path) -> IO[str]:
     """Hold an exclusive lock on the run folder while this process writes it. The kernel
     releases it when the process ends, however it ends, so a killed run can be resumed,
     but a second process (a ``--resume`` of a run still going) is refused before it
-    truncates the first one's logs."""
+    truncates the first one's logs. Within one process a new :class:`Run` of the folder
+    takes over from an earlier one left open (by an exception: runs are sequential)."""
+    key = directory.resolve()
+    earlier = _HELD.pop(key, None)
+    if earlier is not None:
+        earlier.close()
     handle = (directory / LOCK).open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -83,6 +92,7 @@ def _lock(directory: Path) -> IO[str]:
     handle.truncate()
     handle.write(f"{os.getpid()}\n")
     handle.flush()
+    _HELD[key] = handle
     return handle
 
 
@@ -226,6 +236,8 @@ class Run:
         self.writer.close()
         self._metrics.close()
         self._folder_lock.close()  # releases the folder
+        if _HELD.get(self.dir.resolve()) is self._folder_lock:
+            del _HELD[self.dir.resolve()]
 
     def __enter__(self) -> Run:
         return self

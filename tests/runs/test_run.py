@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -8,7 +10,6 @@ from toy_command import SimulatedKill, ToyConfig  # registered on sys.path by to
 
 from runs import config as config_lib
 from runs.checkpoint import load_checkpoint, save_checkpoint
-from runs.errors import UserError
 from runs.loop import TrainingError, check_finite
 from runs.run import Run
 
@@ -78,16 +79,26 @@ def test_killed_run_resumes_without_losing_or_duplicating_steps(toy_cli, out_dir
     assert summary["steps"] == 20
 
 
-def test_a_run_still_going_is_not_resumed_beside_it(tmp_path):
+def _reopen_elsewhere(run_dir) -> subprocess.CompletedProcess:
+    code = "import sys; from pathlib import Path; from runs.run import Run; "
+    code += "Run.reopen(Path(sys.argv[1]), None).close()"
+    return subprocess.run(
+        [sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True
+    )
+
+
+def test_a_run_still_going_is_not_resumed_by_another_process(tmp_path):
     cfg = ToyConfig(out=tmp_path)
     run = Run.create(cfg, "test", "toy")
     run.log({"x": 1.0}, 1)  # after no checkpoint: a resume would drop it
-    with pytest.raises(UserError, match=rf"in use by another process \(pid {os.getpid()}\)"):
-        Run.reopen(run.dir, cfg)
+    refused = _reopen_elsewhere(run.dir)
+    assert refused.returncode != 0
+    assert f"in use by another process (pid {os.getpid()})" in refused.stderr
     assert _metrics(run.dir) == [{"step": 1, "x": 1.0}]
-    run.close()  # as when its process ends, however it ends
+    # In this process a new Run takes over from one an exception left open.
     Run.reopen(run.dir, cfg).close()
     assert _metrics(run.dir) == []
+    assert _reopen_elsewhere(run.dir).returncode == 0  # released: as when a process ends
 
 
 def test_a_checkpoint_another_version_wrote_is_refused_in_one_line(toy_cli, out_dir, capsys):
