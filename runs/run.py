@@ -235,9 +235,7 @@ class Run:
     def close(self) -> None:
         self.writer.close()
         self._metrics.close()
-        self._folder_lock.close()  # releases the folder
-        if _HELD.get(self.dir.resolve()) is self._folder_lock:
-            del _HELD[self.dir.resolve()]
+        self._folder_lock.close()  # releases the folder (closing again in _lock is a no-op)
 
     def __enter__(self) -> Run:
         return self
