@@ -27,7 +27,8 @@ Contract of a chunk (what makes evaluation between chunks and ``--resume`` exact
   (:data:`METRIC_NAMES`).
 
 Envs built with :func:`make_agent_env` report ``info["success"]`` (the task's goal test on
-the current state, in pixel mode too) on every step.
+the current state, in pixel mode too) and ``info["episode_success"]`` (by the task's rule)
+on every step.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ RUN_FIELDS = ("task", "obs", "objective", "planner")
 METRIC_NAMES = {
     "charts/episodic_return": "return of a finished training episode",
     "charts/episodic_length": "its length in agent steps",
-    "charts/success": "1 if the task's goal test held at any step of the episode, else 0",
+    "charts/success": "1 if the episode succeeded by its task's rule (the goal test held at "
+    "some step, or at the last for a goal to hold), else 0",
     "charts/sps": "training env steps per second over the last episode",
     "losses/...": "training losses (e.g. losses/critic, losses/actor, losses/world_model)",
     "efe/...": "expected-free-energy terms of the chosen plans (e.g. efe/risk, efe/ambiguity)",
@@ -143,34 +145,47 @@ class EpisodeSeeds(gym.Wrapper):
 
 
 class SuccessInfo(gym.Wrapper):
-    """Add ``info["success"]`` (the task's goal test on the current state) to every step.
+    """Add the task's goal test on the current state to every step: ``info["success"]``,
+    and the episode's success so far by the task's rule (:meth:`TaskSpec.episode_success
+    <envs.tasks.TaskSpec.episode_success>`), ``info["episode_success"]``.
 
-    ``success`` maps a state observation ``(D,)`` to a bool. Wrapping an env built in
-    ``both`` mode with ``keep="pixels"`` tests the state and passes on only the pixels.
+    Wrapping an env built in ``both`` mode with ``keep="pixels"`` tests the state and passes
+    on only the pixels.
     """
 
-    def __init__(self, env: gym.Env, success: Callable[[Any], Any], keep: str | None = None):
+    def __init__(self, env: gym.Env, task: Any, keep: str | None = None):
         super().__init__(env)
-        self._success = success
+        self._task = task
         self._keep = keep
+        self._episode_success = False
         if keep is not None:
             self.observation_space = env.observation_space[keep]
 
-    def _split(self, obs: Any) -> tuple[Any, Any]:
-        if self._keep is None:
-            return obs, obs
-        return obs[self._keep], obs["state"]
+    def _split(self, obs: Any) -> tuple[Any, bool]:
+        state = obs if self._keep is None else obs["state"]
+        return (obs if self._keep is None else obs[self._keep]), bool(self._task.success(state))
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
-        obs, state = self._split(obs)
-        return obs, {**info, "success": bool(self._success(state))}
+        obs, held = self._split(obs)
+        self._episode_success = False
+        return obs, {**info, "success": held}
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        obs, state = self._split(obs)
-        info["success"] = bool(self._success(state))
+        obs, held = self._split(obs)
+        self._episode_success = self._task.episode_success(self._episode_success, held)
+        info["success"], info["episode_success"] = held, self._episode_success
         return obs, reward, terminated, truncated, info
+
+
+def episode_success(so_far: bool, info: Mapping[str, Any]) -> bool:
+    """An episode's success after a step: ``info["episode_success"]`` where
+    :class:`SuccessInfo` tracks it by the task's rule, else whether ``info["success"]``
+    held at some step."""
+    if "episode_success" in info:
+        return bool(info["episode_success"])
+    return so_far or bool(info.get("success", False))
 
 
 def make_agent_env(
@@ -182,11 +197,9 @@ def make_agent_env(
 
     spec = get_task(task)
     if obs == "pixels":
-        env = SuccessInfo(
-            make_env(task, "both", action_repeat=action_repeat), spec.success, "pixels"
-        )
+        env = SuccessInfo(make_env(task, "both", action_repeat=action_repeat), spec, "pixels")
     else:
-        env = SuccessInfo(make_env(task, obs, action_repeat=action_repeat), spec.success)
+        env = SuccessInfo(make_env(task, obs, action_repeat=action_repeat), spec)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -205,7 +218,7 @@ class EpisodeTracker:
     def step(self, reward: float, info: Mapping[str, Any]) -> None:
         self.ret += float(reward)
         self.length += 1
-        self.success = self.success or bool(info.get("success", False))
+        self.success = episode_success(self.success, info)
 
     def finish(self) -> dict[str, float]:
         """The episode's ``charts/...`` metrics; starts the next episode."""

@@ -76,6 +76,11 @@ class TaskSpec:
     solved_return: float | None = None
     """Evaluation return at which the task counts as solved (Gymnasium's reward_threshold
     where it has one): studies report the env steps each agent needs to reach it."""
+    hold_goal: bool = False
+    """The goal is a state to hold (balancing, swinging up and holding): an episode
+    succeeds when the goal test holds at its last step. Otherwise (reaching) it succeeds
+    when the test held at some step. A balancing task starts inside its goal, so "at some
+    step" would count every episode."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -97,6 +102,11 @@ class TaskSpec:
     def success(self, obs: Obs) -> np.ndarray:
         """The goal test on state observations: ``(..., D) -> (...)`` bools."""
         return self.preference.success(obs)
+
+    def episode_success(self, so_far: bool, held: bool) -> bool:
+        """An episode's success after a step whose goal test gave ``held``, ``so_far``
+        being its success before that step (see :attr:`hold_goal`)."""
+        return held if self.hold_goal else so_far or held
 
     def goal_observation(self, base: np.ndarray | None = None) -> np.ndarray:
         """A hand-made observation that meets the goal (``base`` with the goal written in)."""
@@ -303,6 +313,7 @@ PENDULUM = TaskSpec(
     solved_return=-200.0,
     max_episode_steps=200,
     action_repeat=2,
+    hold_goal=True,
     description=TASKS["pendulum"][1],
     reward="minus angle², angular velocity² and torque² costs",
     goal="cos θ ~ N(1, 0.05), θ' ~ N(0, 0.5); success: cos θ >= 0.95 and |θ'| <= 1",
@@ -334,6 +345,7 @@ INVERTED_PENDULUM = TaskSpec(
     solved_return=950.0,
     max_episode_steps=1000,
     action_repeat=2,
+    hold_goal=True,
     description=TASKS["inverted-pendulum"][1],
     reward="+1 per step while the pole is up (|angle| <= 0.2)",
     goal="angle ~ N(0, 0.05), angular velocity ~ N(0, 0.5), cart ~ N(0, 0.25), cart "
@@ -358,6 +370,7 @@ INVERTED_DOUBLE_PENDULUM = TaskSpec(
     solved_return=9100.0,
     max_episode_steps=1000,
     action_repeat=2,
+    hold_goal=True,
     description=TASKS["inverted-double-pendulum"][1],
     reward="alive bonus minus tip distance from upright and velocity penalties",
     goal="cos of both angles ~ N(1, 0.02), angular velocities ~ N(0, 1); success: "

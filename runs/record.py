@@ -135,7 +135,7 @@ def record(cfg: RecordConfig) -> list[Path]:
                 images.append(frames())
                 ret, steps = ret + float(reward), steps + 1
                 if cfg.obs_mode != "pixels":
-                    success = success or bool(task.success(_state(obs)))
+                    success = task.episode_success(success, bool(task.success(_state(obs))))
                 if terminated or truncated or steps == cfg.max_steps:
                     break
             paths += save_episode_video(run, np.stack(images), k, cfg.fps)

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 import agents
 import envs
-from agents.base import OBJECTIVES, OBS, PLANNERS
+from agents.base import OBJECTIVES, OBS, PLANNERS, episode_success
 from runs import config as config_lib
 from runs.checkpoint import load_into
 from runs.config import RunOptions, check, check_choice
@@ -207,7 +207,8 @@ def evaluate_agent(
 ) -> tuple[dict[str, float], np.ndarray | None]:
     """Run ``episodes`` deterministic episodes; return the mean metrics and, with a frame
     source ``frames() -> (H, W, 3)``, the first episode's frames ``(T + 1, H, W, 3)``.
-    ``eval/success``: the goal test held at some step; ``eval/final_success``: at the last."""
+    ``eval/success``: the episode succeeded by its task's rule (the goal test held at some
+    step, or at the last for a goal to hold); ``eval/final_success``: it held at the last."""
     returns, successes, final_successes, lengths, act_seconds = [], [], [], [], []
     video = None
     for k in range(episodes):
@@ -221,7 +222,7 @@ def evaluate_agent(
             act_seconds.append(time.perf_counter() - start)
             obs, reward, terminated, truncated, info = env.step(action)
             ret, length = ret + float(reward), length + 1
-            success = success or bool(info.get("success", False))
+            success = episode_success(success, info)
             if film:
                 images.append(frames())
             if terminated or truncated:

@@ -10,6 +10,8 @@ from run_files import only_run_dir, read_metrics
 from stub_agent import SimulatedKill, StubAgent  # tests/runs is put on sys.path by conftest
 
 import agents
+from agents.base import make_agent_env
+from envs.tasks import get_task
 from runs import cli
 from runs.checkpoint import load_checkpoint
 from runs.train_agent import evaluate_agent
@@ -153,3 +155,16 @@ def test_evaluation_tells_success_at_some_step_from_success_at_the_end():
     metrics, video = evaluate_agent(_Still(), _PassesThrough(), episodes=2, seed=0)
     assert metrics["eval/success"] == 1.0 and metrics["eval/final_success"] == 0.0
     assert metrics["eval/return"] == 3.0 and metrics["eval/length"] == 3.0 and video is None
+
+
+def test_a_balancing_task_succeeds_only_if_its_goal_still_holds_at_the_end():
+    task = get_task("inverted-pendulum")
+    assert task.hold_goal and not get_task("mountaincar").hold_goal
+    assert task.episode_success(False, True) and not task.episode_success(True, False)
+    assert get_task("mountaincar").episode_success(True, False)
+    env = make_agent_env("inverted-pendulum", seed=0)
+    _, info = env.reset(seed=0)
+    assert info["success"]  # it starts upright: "held at some step" would count it
+    metrics, _ = evaluate_agent(_Still(), env, episodes=2, seed=0)
+    assert metrics["eval/length"] < 50  # upright for a few steps, then it falls
+    assert metrics["eval/success"] == 0.0 and metrics["eval/final_success"] == 0.0
