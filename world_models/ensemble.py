@@ -25,7 +25,7 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +93,19 @@ row-major in float32: a 10-step rollout of 20 rows (a policy proposal's) took 2.
 against 3.4 column-major in float32 and 6.0 in bfloat16 (Xeon with AVX512-BF16)."""
 
 
+class Workspace(NamedTuple):
+    """Reused along a rollout by :meth:`GaussianEnsemble.forward_columns`.
+
+    ``buffers``: two ``(M, hidden, rows)`` for the hidden activations: on a CPU, fresh
+    megabyte-sized outputs at every step cost more in page faults than the products.
+    ``layers``: each layer's column-form bias and weight, converted once per rollout to
+    the autocast's precision (converting at every step cost 135 us of a bfloat16 step).
+    """
+
+    buffers: tuple[Tensor, ...]
+    layers: tuple[tuple[Tensor, Tensor], ...]
+
+
 class EnsembleLinear(nn.Module):
     """``M`` independent linear maps: ``(M, N, in) -> (M, N, out)`` by one batched matmul."""
 
@@ -137,18 +150,18 @@ class GaussianEnsemble(nn.Module):
         logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
         return self.min_logvar + F.softplus(logvar - self.min_logvar)
 
-    def forward_columns(self, x: Tensor, work: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    def forward_columns(self, x: Tensor, work: Workspace | None = None) -> Tensor:
         """The raw output ``(M, 2 * out, N)`` (means, then unbounded log-variances) of
         column-major inputs ``(M, in, N)``: the map of :meth:`forward`, transposed.
 
         Planning puts tens of rows per member through a narrow output layer, which a CPU
         computes several times faster as ``W^T x^T`` than as ``x W``; the hidden layers
         run as fast either way. Without autograd the activations are applied in place, and
-        the hidden layers write into ``work`` (see :meth:`workspace`) when given; under an
-        enabled autocast (see :func:`world_models.base.imagination_precision`) the
-        products and activations run in its lower precision, and the output is float32.
-        Up to :data:`FEW_ROWS` rows per member (acting, policy proposals) the products run
-        row-major and in float32 instead (:meth:`_few_rows`), faster there.
+        ``work`` (see :meth:`workspace`) is used when given; under an enabled autocast (see
+        :func:`world_models.base.imagination_precision`) the products and activations run
+        in its lower precision, and the output is float32. Up to :data:`FEW_ROWS` rows per
+        member (acting, policy proposals) the products run row-major and in float32
+        instead (:meth:`_few_rows`), faster there.
         """
         if torch.is_grad_enabled():
             for layer in self.hidden:
@@ -157,12 +170,17 @@ class GaussianEnsemble(nn.Module):
         if x.shape[-1] <= FEW_ROWS:
             return self._few_rows(x.mT).mT
         dtype = autocast_dtype(x.device) or x.dtype
+        *hidden, (bias, weight) = self._column_layers(dtype) if work is None else work.layers
         x = x.to(dtype)
-        for i, layer in enumerate(self.hidden):
-            bias, weight = layer.bias.mT.to(dtype), layer.weight.mT.to(dtype)
-            out = None if work is None else work[i % 2]
-            x = self.activation(torch.baddbmm(bias, weight, x, out=out), inplace=True)
-        return torch.baddbmm(self.out.bias.mT.to(dtype), self.out.weight.mT.to(dtype), x).float()
+        for i, (b, w) in enumerate(hidden):
+            out = None if work is None else work.buffers[i % 2]
+            x = self.activation(torch.baddbmm(b, w, x, out=out), inplace=True)
+        return torch.baddbmm(bias, weight, x).float()
+
+    def _column_layers(self, dtype: torch.dtype) -> tuple[tuple[Tensor, Tensor], ...]:
+        """Each layer's bias ``(M, out, 1)`` and weight ``(M, out, in)`` in ``dtype``."""
+        layers = [*self.hidden, self.out]
+        return tuple((layer.bias.mT.to(dtype), layer.weight.mT.to(dtype)) for layer in layers)
 
     def _few_rows(self, x: Tensor) -> Tensor:
         """:meth:`forward` without bounds on ``(M, N, in)``, ``N`` <= :data:`FEW_ROWS`, in
@@ -173,19 +191,15 @@ class GaussianEnsemble(nn.Module):
                 x = self.activation(layer(x), inplace=True)
             return self.out(x)
 
-    def workspace(self, rows: int, like: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Two buffers ``(M, hidden, rows)`` for the hidden activations of
-        :meth:`forward_columns`, to reuse along a rollout (``None`` with autograd): on a
-        CPU, fresh megabyte-sized outputs at every step cost more in page faults than the
-        products themselves."""
+    def workspace(self, rows: int, like: Tensor) -> Workspace | None:
+        """What :meth:`forward_columns` reuses along a rollout of ``rows`` rows per member
+        (``None`` with autograd), in the precision of the autocast now enabled."""
         if torch.is_grad_enabled():
             return None
         members, hidden, _ = self.out.weight.shape
         dtype = autocast_dtype(like.device) or like.dtype
-        return (
-            like.new_empty(members, hidden, rows, dtype=dtype),
-            like.new_empty(members, hidden, rows, dtype=dtype),
-        )
+        buffers = tuple(like.new_empty(members, hidden, rows, dtype=dtype) for _ in range(2))
+        return Workspace(buffers, self._column_layers(dtype))
 
 
 class EnsembleDynamics(WorldModel):
