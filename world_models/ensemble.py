@@ -192,9 +192,10 @@ class GaussianEnsemble(nn.Module):
             return self.out(x)
 
     def workspace(self, rows: int, like: Tensor) -> Workspace | None:
-        """What :meth:`forward_columns` reuses along a rollout of ``rows`` rows per member
-        (``None`` with autograd), in the precision of the autocast now enabled."""
-        if torch.is_grad_enabled():
+        """What :meth:`forward_columns` reuses along a rollout of ``rows`` rows per member,
+        in the precision of the autocast now enabled; ``None`` where it uses none (with
+        autograd, or up to :data:`FEW_ROWS` rows)."""
+        if torch.is_grad_enabled() or rows <= FEW_ROWS:
             return None
         members, hidden, _ = self.out.weight.shape
         dtype = autocast_dtype(like.device) or like.dtype
