@@ -162,8 +162,10 @@ class SuccessInfo(gym.Wrapper):
             self.observation_space = env.observation_space[keep]
 
     def _split(self, obs: Any) -> tuple[Any, bool]:
-        state = obs if self._keep is None else obs["state"]
-        return (obs if self._keep is None else obs[self._keep]), bool(self._task.success(state))
+        """The observation passed on, and whether the goal test holds on its state."""
+        if self._keep is None:
+            return obs, bool(self._task.success(obs))
+        return obs[self._keep], bool(self._task.success(obs["state"]))
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)

@@ -1,5 +1,5 @@
 """World-model training step time with glibc's default malloc settings vs. with
-:func:`runs.run.keep_freed_memory` (what every ``activegen`` command and study worker runs
+:func:`runs.process.keep_freed_memory` (what every ``activegen`` command and study worker runs
 with).
 
 Each case is one RSSM update (``train_step``) on random 64x64 frames, timed in a fresh
