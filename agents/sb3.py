@@ -17,7 +17,9 @@ The algorithms are SB3's own; this module only adapts them to chunked training:
   pickle objects, so they are not used for checkpoints).
 
 Hyper-parameters: SB3's defaults in each ``Config``, per-task values in
-:mod:`agents.hyperparams`. SB3 agents take state observations and the reward objective.
+:mod:`agents.hyperparams`. SB3 agents take the reward objective, and state vectors (SB3's
+``MlpPolicy``) or pixels (``CnnPolicy``: its Nature-DQN encoder on frames scaled to [0, 1],
+never ``VecNormalize``'s observation statistics).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from stable_baselines3.common.buffers import ReplayBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -246,7 +249,7 @@ class SB3Agent:
     SMOKE: ClassVar[Mapping[str, Any]] = {}
     OBJECTIVES: ClassVar[tuple[str, ...]] = ("reward",)
     PLANNERS: ClassVar[tuple[str, ...]] = ()
-    OBS: ClassVar[tuple[str, ...]] = ("state",)
+    OBS: ClassVar[tuple[str, ...]] = ("state", "pixels")
     NAME: ClassVar[str] = ""
     Config: ClassVar[type]
 
@@ -256,8 +259,10 @@ class SB3Agent:
         self.cfg, self.env, self.seed = cfg, env, seed
         self._seeds = EpisodeSeeds(env, seed)
         venv: Any = DummyVecEnv([lambda: self._seeds])
-        if cfg.normalize:
-            venv = VecNormalize(venv, gamma=cfg.gamma)
+        pixels = is_image_space(env.observation_space)
+        self.policy = "CnnPolicy" if pixels else "MlpPolicy"
+        if cfg.normalize:  # rewards only, for frames: CnnPolicy scales them itself
+            venv = VecNormalize(venv, gamma=cfg.gamma, norm_obs=not pixels)
         self.vec_normalize: VecNormalize | None = venv if cfg.normalize else None
         self.model = self._model(venv, device, seed)
         self._writer = _ForwardLogs()
@@ -279,7 +284,8 @@ class SB3Agent:
     def act(self, obs: Any, state: Any = None, explore: bool = False) -> tuple[np.ndarray, Any]:
         """SB3's ``predict``: the policy's mean action, or a sample with ``explore``.
 
-        ``obs`` is one ``(D,)`` observation; returns an ``(action_dim,)`` action and ``None``.
+        ``obs`` is one ``(D,)`` vector or ``(3, H, W)`` frame; returns an ``(action_dim,)``
+        action and ``None``.
         """
         if self.vec_normalize is not None:
             obs = self.vec_normalize.normalize_obs(np.asarray(obs))
@@ -367,24 +373,29 @@ def _getattr(obj: Any, dotted: str) -> Any:
 def _normalize_state(venv: VecNormalize | None) -> dict[str, Any]:
     if venv is None:
         return {}
-    return {
-        "obs_mean": torch.from_numpy(venv.obs_rms.mean.copy()),
-        "obs_var": torch.from_numpy(venv.obs_rms.var.copy()),
-        "obs_count": float(venv.obs_rms.count),
+    state = {
         "ret_mean": float(venv.ret_rms.mean),
         "ret_var": float(venv.ret_rms.var),
         "ret_count": float(venv.ret_rms.count),
     }
+    if venv.norm_obs:  # frames are not normalised: no statistics kept for them
+        state["obs_mean"] = torch.from_numpy(venv.obs_rms.mean.copy())
+        state["obs_var"] = torch.from_numpy(venv.obs_rms.var.copy())
+        state["obs_count"] = float(venv.obs_rms.count)
+    return state
 
 
 def _load_normalize(venv: VecNormalize | None, state: Mapping[str, Any]) -> None:
-    if (venv is None) != (not state):
+    # None: no VecNormalize; else whether it normalises observations (not frames).
+    normalises = None if venv is None else bool(venv.norm_obs)
+    if normalises != (("obs_mean" in state) if state else None):
         raise ValueError("the checkpoint's observation normalisation does not match the config")
     if venv is None:
         return
-    venv.obs_rms.mean = state["obs_mean"].numpy().copy()
-    venv.obs_rms.var = state["obs_var"].numpy().copy()
-    venv.obs_rms.count = float(state["obs_count"])
+    if normalises:
+        venv.obs_rms.mean = state["obs_mean"].numpy().copy()
+        venv.obs_rms.var = state["obs_var"].numpy().copy()
+        venv.obs_rms.count = float(state["obs_count"])
     venv.ret_rms.mean = np.float64(state["ret_mean"])
     venv.ret_rms.var = np.float64(state["ret_var"])
     venv.ret_rms.count = float(state["ret_count"])
@@ -454,7 +465,7 @@ class SAC(OffPolicyAgent):
 
         c = self.cfg
         return SB3SAC(
-            "MlpPolicy",
+            self.policy,
             venv,
             learning_rate=c.learning_rate,
             buffer_size=c.buffer_size,
@@ -496,7 +507,7 @@ class TD3(OffPolicyAgent):
         elif c.action_noise == "ornstein-uhlenbeck":
             noise = OrnsteinUhlenbeckActionNoise(np.zeros(dim), c.noise_std * np.ones(dim))
         return SB3TD3(
-            "MlpPolicy",
+            self.policy,
             venv,
             learning_rate=c.learning_rate,
             buffer_size=c.buffer_size,
@@ -544,7 +555,7 @@ class PPO(SB3Agent):
         if isinstance(venv.action_space, gym.spaces.Box):
             policy_kwargs["log_std_init"] = c.log_std_init
         return SB3PPO(
-            "MlpPolicy",
+            self.policy,
             venv,
             learning_rate=c.learning_rate,
             n_steps=c.n_steps,

@@ -65,6 +65,7 @@ AGENTS = [
     ("aif", "reward", "policy", "pixels"),
     ("mbrl", "reward", "cem", "state"),
     ("sac", "reward", "cem", "state"),
+    ("sac", "reward", "cem", "pixels"),
     ("td3", "reward", "cem", "state"),
     ("ppo", "reward", "cem", "state"),
 ]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from run_files import SimulatedKill, only_run_dir, read_metrics
+from stable_baselines3.common.torch_layers import NatureCNN
 
 from agents import sb3
 from agents.base import make_agent_env
@@ -106,13 +107,51 @@ def test_normalisation_statistics_are_saved(tmp_path):
     np.testing.assert_array_equal(agent.act(obs)[0], other.act(obs)[0])
 
 
+def _round_trip(agent, tmp_path):
+    return load_checkpoint(save_checkpoint({"a": agent.state_dict()}, tmp_path / "a.pt"))["a"]
+
+
+def test_sac_learns_from_frames_with_a_cnn_and_resumes_them(tmp_path):
+    cfg = sb3.SACConfig(**{**sb3.SAC.SMOKE, "learning_starts": 20, "batch_size": 8})
+    env = make_agent_env("inverted-pendulum", "pixels", seed=0)
+    agent = sb3.SAC(cfg, env, torch.device("cpu"), seed=0)
+    assert isinstance(agent.model.actor.features_extractor, NatureCNN)
+    before = [p.clone() for p in agent.model.actor.features_extractor.parameters()]
+    agent.train_until(env, 40, lambda metrics, step: None)
+    after = agent.model.actor.features_extractor.parameters()
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    buffer = agent.model.replay_buffer
+    assert buffer.observations.dtype == np.uint8 and buffer.observations.shape[1:] == (1, 3, 64, 64)
+    assert buffer.observations[: buffer.pos].any()  # real frames were stored
+
+    other = sb3.SAC(cfg, make_agent_env("inverted-pendulum", "pixels"), torch.device("cpu"), 1)
+    other.load_state_dict(_round_trip(agent, tmp_path))  # weights_only=True
+    np.testing.assert_array_equal(other.model.replay_buffer.observations, buffer.observations)
+    frame, _ = make_agent_env("inverted-pendulum", "pixels").reset(seed=5)
+    np.testing.assert_array_equal(agent.act(frame)[0], other.act(frame)[0])
+
+
+def test_frames_are_not_normalised_but_rewards_are(tmp_path):
+    cfg = sb3.PPOConfig(**sb3.PPO.SMOKE, normalize=True)
+    env = make_agent_env("inverted-pendulum", "pixels", seed=0)
+    agent = sb3.PPO(cfg, env, torch.device("cpu"), seed=0)
+    agent.train_until(env, 70, lambda metrics, step: None)
+    frame, _ = env.reset(seed=3)
+    np.testing.assert_array_equal(agent.vec_normalize.normalize_obs(frame), frame)
+    state = _round_trip(agent, tmp_path)
+    assert state["normalize"]["ret_count"] > 1 and "obs_mean" not in state["normalize"]
+    other = sb3.PPO(cfg, make_agent_env("inverted-pendulum", "pixels"), torch.device("cpu"), 1)
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(agent.act(frame)[0], other.act(frame)[0])
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--agent", "sac", "--objective", "efe"],
          "invalid objective='efe': must be one of reward for agent 'sac'"),
         (["--agent", "ppo", "--objective", "preference"], "invalid objective='preference'"),
-        (["--agent", "td3", "--obs", "pixels"], "invalid obs='pixels'"),
+        (["--agent", "td3", "--obs", "depth"], "invalid obs='depth'"),
         (["--agent", "sac", "--set", "ent_coef=-1"], "invalid ent_coef=-1"),
         (["--agent", "sac", "--set", "learning_rat=1"], "unknown key(s) learning_rat"),
     ],
