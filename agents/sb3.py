@@ -260,11 +260,10 @@ class SB3Agent:
         self._seeds = EpisodeSeeds(env, seed)
         venv: Any = DummyVecEnv([lambda: self._seeds])
         pixels = is_image_space(env.observation_space)
-        self.policy = "CnnPolicy" if pixels else "MlpPolicy"
         if cfg.normalize:  # rewards only, for frames: CnnPolicy scales them itself
             venv = VecNormalize(venv, gamma=cfg.gamma, norm_obs=not pixels)
         self.vec_normalize: VecNormalize | None = venv if cfg.normalize else None
-        self.model = self._model(venv, device, seed)
+        self.model = self._model(venv, "CnnPolicy" if pixels else "MlpPolicy", device, seed)
         self._writer = _ForwardLogs()
         self.model.set_logger(Logger(folder=None, output_formats=[self._writer]))
 
@@ -273,7 +272,7 @@ class SB3Agent:
         """Per-task overrides of ``Config`` from :mod:`agents.hyperparams`."""
         return hyperparams.tuned(cls.NAME, task)
 
-    def _model(self, venv: Any, device: torch.device, seed: int) -> Any:
+    def _model(self, venv: Any, policy: str, device: torch.device, seed: int) -> Any:
         raise NotImplementedError
 
     # -- acting -------------------------------------------------------------------------------
@@ -386,9 +385,10 @@ def _normalize_state(venv: VecNormalize | None) -> dict[str, Any]:
 
 
 def _load_normalize(venv: VecNormalize | None, state: Mapping[str, Any]) -> None:
-    # None: no VecNormalize; else whether it normalises observations (not frames).
+    # Each None without VecNormalize, else whether observations (not frames) are normalised.
     normalises = None if venv is None else bool(venv.norm_obs)
-    if normalises != (("obs_mean" in state) if state else None):
+    saved = ("obs_mean" in state) if state else None
+    if normalises != saved:
         raise ValueError("the checkpoint's observation normalisation does not match the config")
     if venv is None:
         return
@@ -460,12 +460,12 @@ class SAC(OffPolicyAgent):
         "buffer_size": 5000,
     }
 
-    def _model(self, venv: Any, device: torch.device, seed: int) -> Any:
+    def _model(self, venv: Any, policy: str, device: torch.device, seed: int) -> Any:
         from stable_baselines3 import SAC as SB3SAC
 
         c = self.cfg
         return SB3SAC(
-            self.policy,
+            policy,
             venv,
             learning_rate=c.learning_rate,
             buffer_size=c.buffer_size,
@@ -496,7 +496,7 @@ class TD3(OffPolicyAgent):
         "buffer_size": 5000,
     }
 
-    def _model(self, venv: Any, device: torch.device, seed: int) -> Any:
+    def _model(self, venv: Any, policy: str, device: torch.device, seed: int) -> Any:
         from stable_baselines3 import TD3 as SB3TD3
 
         c = self.cfg
@@ -507,7 +507,7 @@ class TD3(OffPolicyAgent):
         elif c.action_noise == "ornstein-uhlenbeck":
             noise = OrnsteinUhlenbeckActionNoise(np.zeros(dim), c.noise_std * np.ones(dim))
         return SB3TD3(
-            self.policy,
+            policy,
             venv,
             learning_rate=c.learning_rate,
             buffer_size=c.buffer_size,
@@ -547,7 +547,7 @@ class PPO(SB3Agent):
         "n_epochs": 2,
     }
 
-    def _model(self, venv: Any, device: torch.device, seed: int) -> Any:
+    def _model(self, venv: Any, policy: str, device: torch.device, seed: int) -> Any:
         from stable_baselines3 import PPO as SB3PPO
 
         c = self.cfg
@@ -555,7 +555,7 @@ class PPO(SB3Agent):
         if isinstance(venv.action_space, gym.spaces.Box):
             policy_kwargs["log_std_init"] = c.log_std_init
         return SB3PPO(
-            self.policy,
+            policy,
             venv,
             learning_rate=c.learning_rate,
             n_steps=c.n_steps,

@@ -57,6 +57,10 @@ def test_killed_run_resumes_to_identical_metrics(agent, out_dir, tmp_path, monke
     assert read_metrics(run_dir) == read_metrics(whole)
 
 
+def _round_trip(agent, tmp_path):
+    return load_checkpoint(save_checkpoint({"a": agent.state_dict()}, tmp_path / "a.pt"))["a"]
+
+
 def test_state_dict_round_trip_acts_identically(tmp_path):
     cfg = sb3.SACConfig(**sb3.SAC.SMOKE, task="pendulum")
     env = make_agent_env("pendulum", seed=0)
@@ -97,7 +101,7 @@ def test_normalisation_statistics_are_saved(tmp_path):
     env = make_agent_env("pendulum", seed=0)
     agent = sb3.PPO(cfg, env, torch.device("cpu"), seed=0)
     agent.train_until(env, 100, lambda metrics, step: None)
-    state = load_checkpoint(save_checkpoint({"a": agent.state_dict()}, tmp_path / "a.pt"))["a"]
+    state = _round_trip(agent, tmp_path)
     other = sb3.PPO(cfg, make_agent_env("pendulum", seed=1), torch.device("cpu"), seed=1)
     other.load_state_dict(state)
     np.testing.assert_array_equal(
@@ -105,10 +109,6 @@ def test_normalisation_statistics_are_saved(tmp_path):
     )
     obs = np.array([0.5, -0.5, 1.0], np.float32)
     np.testing.assert_array_equal(agent.act(obs)[0], other.act(obs)[0])
-
-
-def _round_trip(agent, tmp_path):
-    return load_checkpoint(save_checkpoint({"a": agent.state_dict()}, tmp_path / "a.pt"))["a"]
 
 
 def test_sac_learns_from_frames_with_a_cnn_and_resumes_them(tmp_path):
