@@ -98,9 +98,11 @@ class RSSMConfig:
     transposed conv emit RGB (Dreamer's decoder; see ``ConvDecoder``)."""
     min_std: float = 0.1
     """Lower bound on the Gaussian latent's standard deviation."""
-    obs_std: float = 1.0
+    obs_std: float = 0.1
     """Std of the Gaussian observation model, in network units (standardised vectors, pixels
-    in [-0.5, 0.5]); 0 learns one per observation dimension."""
+    in [-0.5, 0.5]); 0 learns one per observation dimension. Not Dreamer's 1: a thin object
+    (inverted-pendulum's pole) is worth about a nat of the frame's likelihood at 1, and the
+    latent ignored it for thousands of updates (README, issue 7)."""
     unimix: float = 0.01
     """Share of the uniform distribution mixed into categorical latents."""
     layer_norm: bool = True
