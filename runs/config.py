@@ -112,6 +112,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if value is None:
             return None
         args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if type(value) in args:  # already one of the types (``'auto'`` for ``float | str``)
+            return value
         return _coerce(args[0], value, where)
     if dataclasses.is_dataclass(tp):
         return value if isinstance(value, tp) else from_dict(tp, value, where)
@@ -121,13 +123,27 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         args = typing.get_args(tp)
         inner = args[0] if args else Any
         return tuple(_coerce(inner, v, where) for v in value)
-    if tp is float and isinstance(value, int):
-        return float(value)
+    if tp is float:
+        return _float(value, where)
+    if tp in (int, bool, str) and type(value) is not tp:  # bool is an int: compare exactly
+        expected = {int: "an integer", bool: "true or false", str: "text"}[tp]
+        raise ConfigError(f"invalid {where}={value!r}: expected {expected}")
     return value
 
 
+def _float(value: Any, where: str) -> float:
+    # YAML 1.1 (PyYAML) reads a number without a dot, such as 1e-4, as text.
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"invalid {where}={value!r}: expected a number")
+
+
 def parse_overrides(items: typing.Iterable[str]) -> dict[str, Any]:
-    """``--set key=value ...`` as a dict, each value read as YAML (``layers=4``, ``lr=1e-3``)."""
+    """``--set key=value ...`` as a dict, each value read as YAML (``layers=4``, ``lr=1e-3``;
+    :func:`from_dict` turns text into a number where the field is a float)."""
     values: dict[str, Any] = {}
     for item in items:
         key, _, text = item.partition("=")

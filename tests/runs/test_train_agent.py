@@ -99,7 +99,8 @@ def test_video_films_each_evaluation(stub, out_dir):
 
 
 def test_smoke_preset_and_set_reach_the_agent_config(stub, out_dir):
-    args = ["train-agent", "--agent", "stub", "--preset", "smoke", "--set", "scale=0.125",
+    # YAML reads 125e-3 (no dot) as text; the float field turns it into 0.125.
+    args = ["train-agent", "--agent", "stub", "--preset", "smoke", "--set", "scale=125e-3",
             "--objective", "preference", "--out", str(out_dir), "--quiet"]  # fmt: skip
     assert cli.main(args) == 0
     run_dir = only_run_dir(out_dir)
@@ -117,6 +118,10 @@ def test_smoke_preset_and_set_reach_the_agent_config(stub, out_dir):
         (["--agent", "stub", "--obs", "pixels"], "invalid obs='pixels'"),
         (["--agent", "stub", "--set", "objective=preference"], "give objective as --objective"),
         (["--agent", "stub", "--set", "nope=1"], "unknown key(s) nope in --set for stub"),
+        (["--agent", "stub", "--set", "scale=high"],
+         "invalid --set for stub.scale='high': expected a number"),
+        (["--agent", "stub", "--set", "scale=true"],
+         "invalid --set for stub.scale=True: expected a number"),
         (["--agent", "stubb"], "unknown agent 'stubb'; did you mean 'stub'?"),
         (["--agent", "stub", "--env", "pendulm"], "unknown task 'pendulm'; did you mean"),
         (["--agent", "stub", "--steps", "0"], "invalid steps=0: must be > 0"),
