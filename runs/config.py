@@ -133,7 +133,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 def _float(value: Any, where: str) -> float:
     # YAML 1.1 (PyYAML) reads a number without a dot, such as 1e-4, as text.
-    if isinstance(value, int | float | str) and not isinstance(value, bool):
+    if type(value) in (int, float, str):  # not bool, an int subclass
         try:
             return float(value)
         except ValueError:
