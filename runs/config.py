@@ -9,6 +9,7 @@ line or from a saved ``config.yaml``.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import types
 import typing
 from pathlib import Path
@@ -133,7 +134,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 def _float(value: Any, where: str) -> float:
     # YAML 1.1 (PyYAML) reads a number without a dot, such as 1e-4, as text.
-    if type(value) in (int, float, str):  # not bool, an int subclass
+    # A bool is an int, so it is refused by name; numpy scalars are numbers.Real.
+    if isinstance(value, numbers.Real | str) and not isinstance(value, bool):
         try:
             return float(value)
         except ValueError:

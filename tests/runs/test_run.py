@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -59,6 +60,17 @@ def test_config_reruns_an_identical_config(toy_cli, out_dir, tmp_path):
     cfg2 = config_lib.load_yaml(ToyConfig, second / "config.yaml")
     assert config_lib.replace(cfg2, out=cfg1.out) == cfg1
     assert _metrics(first) == _metrics(second)  # same config, same seed: same run
+
+
+@pytest.mark.parametrize("lr", [0.25, 1, "25e-2", np.float64(0.25), np.int64(1)])
+def test_a_float_field_takes_any_number_or_numeric_text(lr):
+    assert config_lib.from_dict(ToyConfig, {"lr": lr}).lr == float(lr)
+
+
+@pytest.mark.parametrize("lr", [True, np.bool_(True), "fast", [0.1]])
+def test_a_float_field_refuses_anything_else_in_one_line(lr):
+    with pytest.raises(config_lib.ConfigError, match=r"^invalid config.lr=.*expected a number$"):
+        config_lib.from_dict(ToyConfig, {"lr": lr})
 
 
 def test_killed_run_resumes_without_losing_or_duplicating_steps(toy_cli, out_dir, tmp_path):
